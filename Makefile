@@ -1,0 +1,52 @@
+# localmodel — the two commands people need are `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+CACHE ?= $(CURDIR)/.cache
+VENV := $(CACHE)/venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup up selfcheck test lint typecheck pytest crd k8s-bins cluster-up cluster-down \
+        test-gpu bench kind-up kind-load kind-e2e clean
+
+setup:
+	@scripts/setup.sh
+
+## The first README command: set everything up and serve a model on this machine.
+up: setup
+	$(BIN)/localmodel up
+
+selfcheck: setup
+	$(BIN)/localmodel selfcheck
+
+## The second README command: every check CI runs.
+test: setup k8s-bins lint typecheck pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+crd: setup
+	$(BIN)/localmodel crd -o crds/localmodel.yaml
+
+## Kubernetes control plane binaries built from Go modules into .cache/bin (idempotent).
+k8s-bins:
+	@scripts/build-k8s.sh
+
+cluster-up: setup k8s-bins
+	$(BIN)/python -m tests.support.controlplane up
+
+cluster-down:
+	$(BIN)/python -m tests.support.controlplane down
+
+## GPU smoke tests: only on a machine with an NVIDIA GPU.
+test-gpu: setup
+	$(BIN)/pytest -m gpu tests/gpu
+
+clean:
+	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The kopf operator that turns LocalModels into workloads, and the `localmodel` CLI."""

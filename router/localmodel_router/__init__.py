@@ -1,0 +1,1 @@
+"""The OpenAI-compatible router, and local mode (`localmodel up`)."""

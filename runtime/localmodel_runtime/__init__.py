@@ -1,0 +1,1 @@
+"""The runtime: what runs inside a model pod (and in local mode)."""
