@@ -1,0 +1,254 @@
+"""`ModelConfig`: one LocalAI model YAML, key for key — the single source of truth for a model.
+
+The runtime loads it, the operator renders it, the CRD is generated from it and the importer converts
+files through it. Keys are LocalAI's, snake_case, verbatim. Types follow LocalAI's Go structs
+(see ``shared/reference/localai-schema.md``); ranges and enums appear only where LocalAI has them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Le
+from pydantic import field_validator
+
+from .backends import BACKEND_NAME_PATTERN
+from .blocks import (
+    AutoGPTQConfig,
+    DiffusersConfig,
+    DownloadFile,
+    FunctionsConfig,
+    GRPCSettings,
+    LimitMMPerPrompt,
+    Limits,
+    LocalAIBlock,
+    NonNegInt,
+    Parameters,
+    ReasoningConfig,
+    TemplateConfig,
+    TTSConfig,
+    opt,
+)
+from .scalars import LenientStr
+
+Passthrough = dict[str, Any]
+"""A LocalAI platform block we accept and keep untyped (pipeline, mcp, agent, router, proxy, …)."""
+
+
+def _safe_relative_path(value: str | None, field: str) -> str | None:
+    """LocalAI's Validate(): no absolute paths and no `..` in names that address the models dir."""
+    if value is not None and (value.startswith("/") or ".." in value):
+        raise ValueError(f"{field} must be relative to the models directory and must not contain '..'")
+    return value
+
+
+class ModelConfig(LocalAIBlock):
+    """A LocalAI model configuration (one mapping of a LocalAI model YAML file)."""
+
+    # Identity, metadata, lifecycle
+    name: LenientStr | None = opt("Model name used in the API's `model` field.")
+    backend: LenientStr | None = opt(
+        "Backend: llama (aliases llama-cpp, go-llama), llama-ggml, vllm, transformers "
+        "(aliases sentencetransformers, huggingface-embeddings), autogptq, exllama, exllama2, rwkv. "
+        "Empty: detected from the model file."
+    )
+    description: LenientStr | None = opt("Human description.")
+    usage: LenientStr | None = opt("Usage notes.")
+    known_usecases: list[LenientStr] | None = opt(
+        "Declared capabilities (chat, completion, edit, embeddings, …)."
+    )
+    known_input_modalities: list[LenientStr] | None = opt("Input modalities (text, image, audio, video).")
+    known_output_modalities: list[LenientStr] | None = opt("Output modalities.")
+    alias: LenientStr | None = opt("Redirect to another model (LocalAI platform feature).")
+    disabled: bool | None = opt("Refuse to serve this model.")
+    pinned: bool | None = opt("Exclude from idle unloading.")
+    concurrency_groups: list[LenientStr] | None = opt("Mutual-exclusion groups.")
+    feature_flags: dict[str, bool | None] | None = opt("Experimental per-model flags.")
+    debug: bool | None = opt("Debug logging for this model.")
+    limits: Limits | None = opt("Admission control.")
+
+    # Model files
+    parameters: Parameters | None = opt("Model file and default request parameters.")
+    mmproj: LenientStr | None = opt("Multimodal projector file.")
+    draft_model: LenientStr | None = opt("Draft model for speculative decoding.")
+    download_files: list[DownloadFile] | None = opt("Files fetched into the models directory before loading.")
+    artifacts: list[dict[str, Any]] | None = opt("Managed Hugging Face snapshots (LocalAI platform feature).")
+    model_base_name: LenientStr | None = opt("AutoGPTQ: base name of the quantized weights file.")
+    autogptq: AutoGPTQConfig | None = opt("Legacy AutoGPTQ block.")
+
+    # Load time (mostly llama.cpp)
+    context_size: Annotated[int, Ge(-1)] | None = opt(
+        "Context window in tokens; -1 = the model's trained context."
+    )
+    threads: NonNegInt | None = opt("CPU threads (0 = all cores).")
+    f16: bool | None = opt("16-bit KV cache / float16 weights.")
+    gpu_layers: Annotated[int, Ge(-1)] | None = opt("Layers offloaded to the GPU (-1 = all that fit).")
+    main_gpu: LenientStr | None = opt(
+        "Main GPU: an index for llama.cpp; `cuda`, `cuda.N` or an OpenVINO device (AUTO, CPU, GPU, NPU, "
+        "MULTI:…, HETERO:…, AUTO:-CPU) for transformers."
+    )
+    tensor_split: LenientStr | None = opt('Split across GPUs, e.g. "0.8,0.2".')
+    mmap: bool | None = opt("Memory-map the weights (default true).")
+    mmlock: bool | None = opt("Lock the weights in memory.")
+    low_vram: bool | None = opt("Low VRAM mode.")
+    numa: bool | None = opt("NUMA (legacy go-llama).")
+    no_mulmatq: bool | None = opt("Disable mul_mat_q kernels (legacy go-llama).")
+    rms_norm_eps: float | None = opt("GGMLv3 LLaMA-2 70B parameter (legacy).")
+    ngqa: int | None = opt("GGMLv3 grouped-query parameter (legacy).")
+    embeddings: bool | None = opt("Load the model for embeddings.")
+    reranking: bool | None = opt("Load the model for reranking.")
+    flash_attention: LenientStr | None = opt("auto | on | off | enabled | disabled.")
+    no_kv_offloading: bool | None = opt("Keep the KV cache on the CPU.")
+    cache_type_k: LenientStr | None = opt("KV cache quantization for K (f16, f32, q8_0, q4_0, …).")
+    cache_type_v: LenientStr | None = opt("KV cache quantization for V.")
+    rope_scaling: Literal["none", "linear", "yarn"] | None = opt("RoPE scaling type.")
+    yarn_ext_factor: float | None = opt("YaRN extrapolation mix factor.")
+    yarn_attn_factor: float | None = opt("YaRN attention magnitude factor.")
+    yarn_beta_fast: float | None = opt("YaRN low correction dimension.")
+    yarn_beta_slow: float | None = opt("YaRN high correction dimension.")
+    lora_adapter: LenientStr | None = opt("LoRA adapter file.")
+    lora_base: LenientStr | None = opt("LoRA base model file.")
+    lora_scale: float | None = opt("LoRA scale.")
+    lora_adapters: list[LenientStr] | None = opt("Several LoRA adapters (diffusers).")
+    lora_scales: list[float] | None = opt("Scales for lora_adapters.")
+    n_draft: NonNegInt | None = opt("Maximum draft tokens per speculative step.")
+    type: LenientStr | None = opt(
+        "Model class: AutoModelForCausalLM, OVModelForCausalLM, OVModelForFeatureExtraction, "
+        "SentenceTransformer, … (transformers)."
+    )
+    cuda: bool | None = opt("Explicit CUDA (diffusers and audio backends).")
+    options: list[LenientStr] | None = opt("Free-form backend options, `key:value` or a bare flag.")
+    overrides: list[LenientStr] | None = opt("llama.cpp GGUF metadata overrides KEY=TYPE:VALUE.")
+    grpc: GRPCSettings | None = opt("Backend start-up health checks (LocalAI).")
+    cfg_scale: float | None = opt("Classifier-free guidance scale.")
+    step: int | None = opt("Default diffusion steps.")
+
+    # vLLM-style engine keys
+    quantization: LenientStr | None = opt(
+        "Quantization: vLLM methods (awq, gptq, fp8, …) "
+        "or transformers bnb_4bit, bnb_8bit, xpu_4bit, xpu_8bit."
+    )
+    load_format: LenientStr | None = opt("Weight load format (vLLM).")
+    gpu_memory_utilization: Annotated[float, Ge(0), Le(1)] | None = opt("Share of GPU memory vLLM may use.")
+    trust_remote_code: bool | None = opt("Run code shipped with a Hugging Face model (off unless set).")
+    enforce_eager: bool | None = opt("Disable CUDA graphs (vLLM).")
+    swap_space: NonNegInt | None = opt("CPU swap space in GiB (vLLM).")
+    max_model_len: NonNegInt | None = opt("Maximum sequence length (vLLM).")
+    tensor_parallel_size: NonNegInt | None = opt("Tensor-parallel degree: GPUs per replica (vLLM).")
+    disable_log_stats: bool | None = opt("Disable vLLM's stats logging.")
+    dtype: LenientStr | None = opt("Weights dtype: float16, bfloat16, …")
+    limit_mm_per_prompt: LimitMMPerPrompt | None = opt("Multimodal items per prompt (vLLM).")
+    engine_args: dict[str, Any] | None = opt("Engine keyword arguments passed through unchanged (vLLM).")
+
+    # Prompting and output post-processing
+    template: TemplateConfig | None = opt("Prompt templates.")
+    roles: dict[str, LenientStr] | None = opt("Role name → prefix (.Role in chat_message).")
+    system_prompt: LenientStr | None = opt("Exposed to templates as .SystemPrompt; never injected otherwise.")
+    stopwords: list[LenientStr] | None = opt("Stop sequences; a request's `stop` is added to them.")
+    cutstrings: list[LenientStr] | None = opt("Regexes removed from the output.")
+    extract_regex: list[LenientStr] | None = opt("Regexes whose matches replace the output.")
+    trimspace: list[LenientStr] | None = opt("Prefixes trimmed (with whitespace) from the output.")
+    trimsuffix: list[LenientStr] | None = opt("Suffixes trimmed (with whitespace) from the output.")
+    grammar: LenientStr | None = opt("GBNF grammar applied to every request.")
+    prompt_cache_path: LenientStr | None = opt("Prompt cache file, relative to the models directory.")
+    prompt_cache_all: bool | None = opt("Cache every prompt (llama.cpp cache_prompt; default true).")
+    prompt_cache_ro: bool | None = opt("Read-only prompt cache (legacy).")
+    mirostat: Literal[0, 1, 2] | None = opt("Mirostat sampling: 0 off, 1, 2.")
+    mirostat_tau: float | None = opt("Mirostat target entropy (default 5.0).")
+    mirostat_eta: float | None = opt("Mirostat learning rate (default 0.1).")
+    reasoning_effort: LenientStr | None = opt("Default reasoning effort: none, minimal, low, medium, high.")
+    chat_template_kwargs: dict[str, Any] | None = opt("Keyword arguments for the model's own chat template.")
+    function: FunctionsConfig | None = opt("Tool calling.")
+    reasoning: ReasoningConfig | None = opt("Reasoning extraction.")
+
+    # Other backends' blocks and LocalAI platform features, kept as given
+    diffusers: DiffusersConfig | None = opt("Diffusers settings.")
+    tts: TTSConfig | None = opt("Text-to-speech settings.")
+    pipeline: Passthrough | None = opt("Realtime pipeline (LocalAI platform feature; kept, not served).")
+    mcp: Passthrough | None = opt("MCP servers (LocalAI platform feature; kept, not served).")
+    agent: Passthrough | None = opt("Agent settings (LocalAI platform feature; kept, not served).")
+    router: Passthrough | None = opt("Model router (LocalAI platform feature; kept, not served).")
+    proxy: Passthrough | None = opt("Cloud proxy (LocalAI platform feature; kept, not served).")
+    mitm: Passthrough | None = opt("MITM hosts (LocalAI platform feature; kept, not served).")
+    pii: Passthrough | None = opt("PII redaction (LocalAI platform feature; kept, not served).")
+    pii_detection: Passthrough | None = opt(
+        "PII detector settings (LocalAI platform feature; kept, not served)."
+    )
+    compression: Passthrough | None = opt(
+        "Chat-history compression (LocalAI platform feature; kept, not served)."
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_name(cls, value: str | None) -> str | None:
+        if value is not None and not BACKEND_NAME_PATTERN.match(value.replace(".", "-")):
+            raise ValueError("backend must match ^[a-zA-Z0-9_-]+$")
+        return _safe_relative_path(value, "backend")
+
+    @field_validator("mmproj", "draft_model")
+    @classmethod
+    def _relative_files(cls, value: str | None) -> str | None:
+        return _safe_relative_path(value, "path")
+
+    @property
+    def model_file(self) -> str | None:
+        return self.parameters.model if self.parameters else None
+
+
+# Keys a LocalModel accepts and keeps but that localmodel does not act on (yet). They are reported in
+# `status.unsupported` (and by the importer) when set, so nothing is dropped silently.
+NOT_SERVED: frozenset[str] = frozenset(
+    {
+        "alias",
+        "pinned",
+        "concurrency_groups",
+        "feature_flags",
+        "mmproj",
+        "draft_model",
+        "artifacts",
+        "reranking",
+        "numa",
+        "no_mulmatq",
+        "rms_norm_eps",
+        "ngqa",
+        "n_draft",
+        "cuda",
+        "grpc",
+        "cfg_scale",
+        "step",
+        "load_format",
+        "disable_log_stats",
+        "limit_mm_per_prompt",
+        "lora_adapters",
+        "lora_scales",
+        "prompt_cache_ro",
+        "function",
+        "reasoning",
+        "reasoning_effort",
+        "diffusers",
+        "tts",
+        "pipeline",
+        "mcp",
+        "agent",
+        "router",
+        "proxy",
+        "mitm",
+        "pii",
+        "pii_detection",
+        "compression",
+        "cache_type_k",
+        "cache_type_v",
+        "no_kv_offloading",
+        "overrides",
+        "template.multimodal",
+        "parameters.tfz",
+        "parameters.clip_skip",
+        "parameters.negative_prompt",
+        "parameters.negative_prompt_scale",
+        "parameters.language",
+        "parameters.translate",
+        "parameters.pooling",
+        "parameters.pooling_half_life_tokens",
+        "parameters.logit_bias",
+    }
+)
