@@ -1,0 +1,103 @@
+"""The operator's configuration: the runtime image table, devices and defaults.
+
+Loaded from a YAML file (`--config` or `LOCALMODEL_OPERATOR_CONFIG`; the Helm chart mounts its values
+there) merged over the packaged `defaults.yaml`. Nothing about images lives in code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_ENV = "LOCALMODEL_OPERATOR_CONFIG"
+
+
+class SettingsError(ValueError):
+    """The operator's configuration is unusable; the message says which key."""
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    image: str
+    read_only_root_filesystem: bool = True
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    resource: str | None = None
+    """Extended resource requested per GPU (None for cpu)."""
+    tolerations: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    field_manager: str = "localmodel-operator"
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty means all."""
+    images: dict[str, ImageEntry] = field(default_factory=dict)
+    """"<backend>/<device>" → runtime image."""
+    devices: dict[str, DeviceEntry] = field(default_factory=dict)
+    default_resources: dict[str, Any] = field(default_factory=dict)
+    startup_timeout_seconds: int = 1800
+
+    def image_for(self, backend: str, device: str) -> ImageEntry | None:
+        return self.images.get(f"{backend}/{device}")
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _defaults() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("defaults.yaml").read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
+    merged = _deep_merge(_defaults(), data)
+    registry, tag = str(merged.get("registry", "")), str(merged.get("tag", ""))
+    images = {}
+    for key, entry in (merged.get("runtimeImages") or {}).items():
+        if "/" not in key or not isinstance(entry, dict) or "image" not in entry:
+            raise SettingsError(f"runtimeImages.{key}: expected '<backend>/<device>: {{image: ...}}'")
+        image = str(entry["image"]).format(registry=registry, tag=tag)
+        images[key] = ImageEntry(image, bool(entry.get("readOnlyRootFilesystem", True)))
+    devices = {
+        name: DeviceEntry(entry.get("resource"), tuple(entry.get("tolerations") or ()))
+        for name, entry in (merged.get("devices") or {}).items()
+    }
+    return OperatorSettings(
+        field_manager=str(merged.get("fieldManager", "localmodel-operator")),
+        namespaces=tuple(merged.get("namespaces") or ()),
+        images=images,
+        devices=devices,
+        default_resources=dict(merged.get("defaultResources") or {}),
+        startup_timeout_seconds=int(merged.get("startupTimeoutSeconds", 1800)),
+    )
+
+
+def load_settings(path: Path | None = None) -> OperatorSettings:
+    """Settings from `path`, else from $LOCALMODEL_OPERATOR_CONFIG, else the packaged defaults."""
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
+    if path is None:
+        return settings_from_dict({})
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping")
+    return settings_from_dict(data)

@@ -1,0 +1,167 @@
+"""Pure status computation: conditions and fields from what the operator observed.
+
+Reasons a user sees (DESIGN.md, issue 4): Ready/Available, Progressing/Rolling|Reconciled, and for
+Degraded: InvalidSpec, UnsupportedDevice, MissingBackend, Unschedulable, ImagePullBackOff,
+CrashLoopBackOff, FetchFailed — the last five read from the pods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+Condition = dict[str, Any]
+MISSING_BACKEND_MARK = "needs the `localmodel["
+IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+
+
+def _terminated_message(status: dict[str, Any]) -> str:
+    for state_key in ("state", "lastState"):
+        terminated = (status.get(state_key) or {}).get("terminated")
+        if terminated:
+            text = (terminated.get("message") or "").strip()
+            last = text.splitlines()[-1] if text else ""
+            return last or f"exit code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
+    return ""
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
+    """The most telling problem among the model's pods, or None when they are fine or still starting."""
+    found: list[Problem] = []
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "pod")
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            unschedulable = cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable"
+            if unschedulable and cond.get("status") == "False":
+                found.append(
+                    Problem("Unschedulable", f"{name}: {cond.get('message', 'cannot be scheduled')}")
+                )
+        for container in status.get("initContainerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            failed = waiting.get("reason") == "CrashLoopBackOff" or (
+                ((container.get("state") or {}).get("terminated") or {}).get("exitCode", 0) != 0
+            )
+            if container.get("name") == "fetch" and failed:
+                found.append(
+                    Problem("FetchFailed", f"{name}: {_terminated_message(container) or 'fetch failed'}")
+                )
+            elif waiting.get("reason") in IMAGE_PULL_REASONS:
+                found.append(
+                    Problem("ImagePullBackOff", f"{name}: {waiting.get('message', waiting['reason'])}")
+                )
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            message = _terminated_message(container)
+            if waiting.get("reason") in IMAGE_PULL_REASONS:
+                found.append(
+                    Problem("ImagePullBackOff", f"{name}: {waiting.get('message', waiting['reason'])}")
+                )
+            elif MISSING_BACKEND_MARK in message:
+                found.append(Problem("MissingBackend", f"{name}: {message}"))
+            elif waiting.get("reason") == "CrashLoopBackOff":
+                found.append(Problem("CrashLoopBackOff", f"{name}: {message or 'the runtime keeps exiting'}"))
+    order = ["MissingBackend", "FetchFailed", "ImagePullBackOff", "CrashLoopBackOff", "Unschedulable"]
+    found.sort(key=lambda p: order.index(p.reason))
+    return found[0] if found else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, status: bool, reason: str, message: str, generation: int) -> Condition:
+    return {
+        "type": kind,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(old: list[Condition], new: list[Condition]) -> list[Condition]:
+    """Keep lastTransitionTime when a condition's status did not change."""
+    previous = {c.get("type"): c for c in old}
+    merged = []
+    for cond in new:
+        before = previous.get(cond["type"])
+        changed = before is None or before.get("status") != cond["status"]
+        stamp = (
+            _now()
+            if changed or not before or not before.get("lastTransitionTime")
+            else before["lastTransitionTime"]
+        )
+        merged.append({**cond, "lastTransitionTime": stamp})
+    return merged
+
+
+def transitions(old: list[Condition], new: list[Condition]) -> list[Condition]:
+    """Conditions whose status or reason changed: each gets an Event."""
+    previous = {c.get("type"): (c.get("status"), c.get("reason")) for c in old}
+    return [c for c in new if previous.get(c["type"]) != (c["status"], c["reason"])]
+
+
+def conditions(
+    generation: int,
+    error: Problem | None,
+    deployment: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+) -> list[Condition]:
+    """Ready, Progressing and Degraded for one LocalModel."""
+    if error is not None:
+        return [
+            _condition("Ready", False, error.reason, error.message, generation),
+            _condition("Progressing", False, error.reason, error.message, generation),
+            _condition("Degraded", True, error.reason, error.message, generation),
+        ]
+    spec = (deployment or {}).get("spec") or {}
+    dstatus = (deployment or {}).get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    ready = int(dstatus.get("readyReplicas") or 0)
+    updated = int(dstatus.get("updatedReplicas") or 0)
+    total = int(dstatus.get("replicas") or 0)
+    current = deployment is not None and dstatus.get("observedGeneration", 0) >= (
+        deployment.get("metadata") or {}
+    ).get("generation", 0)
+    problem = pod_problem(pods) if ready < desired else None
+    counts = f"{ready}/{desired} replicas ready"
+    if desired == 0:
+        ready_cond = _condition(
+            "Ready", False, "ScaledToZero", "scaled to zero; a request scales it up", generation
+        )
+    elif ready > 0:
+        ready_cond = _condition("Ready", True, "Available", counts, generation)
+    else:
+        reason = problem.reason if problem else "Starting"
+        ready_cond = _condition("Ready", False, reason, problem.message if problem else counts, generation)
+    settled = current and updated >= desired and ready >= desired and total <= desired
+    if settled:
+        progressing = _condition("Progressing", False, "Reconciled", counts, generation)
+    else:
+        progressing = _condition(
+            "Progressing", True, "Rolling", f"{updated}/{desired} replicas updated, {counts}", generation
+        )
+    if problem:
+        degraded = _condition("Degraded", True, problem.reason, problem.message, generation)
+    else:
+        degraded = _condition("Degraded", False, "AsExpected", "no problem seen", generation)
+    return [ready_cond, progressing, degraded]
+
+
+def status_fields(deployment: dict[str, Any] | None) -> dict[str, Any]:
+    dstatus = (deployment or {}).get("status") or {}
+    desired = int(((deployment or {}).get("spec") or {}).get("replicas", 0) or 0)
+    ready = int(dstatus.get("readyReplicas") or 0)
+    return {
+        "replicas": int(dstatus.get("replicas") or 0),
+        "readyReplicas": ready,
+        "ready": f"{ready}/{desired}",
+    }

@@ -1,0 +1,144 @@
+"""Pure status computation from Deployment and pod state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localmodel_operator.status import (
+    Problem,
+    conditions,
+    merge_conditions,
+    pod_problem,
+    status_fields,
+    transitions,
+)
+
+
+def deployment(desired: int, ready: int, updated: int | None = None, generation: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": desired},
+        "status": {
+            "observedGeneration": generation,
+            "replicas": desired,
+            "readyReplicas": ready,
+            "updatedReplicas": desired if updated is None else updated,
+        },
+    }
+
+
+def by_type(conds: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in conds}
+
+
+def pod(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p-1"}, "status": status}
+
+
+def test_available_and_reconciled() -> None:
+    assert by_type(conditions(3, None, deployment(2, 2), [])) == {
+        "Ready": ("True", "Available"),
+        "Progressing": ("False", "Reconciled"),
+        "Degraded": ("False", "AsExpected"),
+    }
+
+
+def test_rolling_while_pods_update() -> None:
+    assert by_type(conditions(3, None, deployment(2, 1, updated=1), []))["Progressing"] == ("True", "Rolling")
+    assert by_type(conditions(3, None, None, []))["Ready"] == ("False", "Starting")
+
+
+def test_spec_errors_degrade_everything() -> None:
+    conds = conditions(4, Problem("InvalidSpec", "threads: must be >= 0"), None, [])
+    assert by_type(conds) == {
+        "Ready": ("False", "InvalidSpec"),
+        "Progressing": ("False", "InvalidSpec"),
+        "Degraded": ("True", "InvalidSpec"),
+    }
+    assert all(c["observedGeneration"] == 4 and "threads" in c["message"] for c in conds)
+
+
+def test_pod_problems_are_read_from_pod_state() -> None:
+    unschedulable = pod(
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+            }
+        ]
+    )
+    pull = pod(
+        containerStatuses=[
+            {
+                "name": "runtime",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}},
+            }
+        ]
+    )
+    crash = pod(
+        containerStatuses=[
+            {
+                "name": "runtime",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "boom\nlast words"}},
+            }
+        ]
+    )
+    missing = pod(
+        containerStatuses=[
+            {
+                "name": "runtime",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {
+                    "terminated": {
+                        "exitCode": 2,
+                        "message": "backend vllm needs the `localmodel[vllm]` extra",
+                    }
+                },
+            }
+        ]
+    )
+    fetch = pod(
+        initContainerStatuses=[
+            {
+                "name": "fetch",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "sha256 mismatch"}},
+            }
+        ]
+    )
+    cases = {
+        "Unschedulable": unschedulable,
+        "ImagePullBackOff": pull,
+        "CrashLoopBackOff": crash,
+        "MissingBackend": missing,
+        "FetchFailed": fetch,
+    }
+    for reason, p in cases.items():
+        problem = pod_problem([p])
+        assert problem is not None and problem.reason == reason
+        conds = by_type(conditions(1, None, deployment(1, 0), [p]))
+        assert conds["Degraded"] == ("True", reason) and conds["Ready"] == ("False", reason)
+    assert "Insufficient nvidia.com/gpu" in (pod_problem([unschedulable]) or Problem("", "")).message
+    assert (pod_problem([crash]) or Problem("", "")).message.endswith("last words")
+    assert pod_problem([pod(phase="Running")]) is None
+
+
+def test_scaled_to_zero() -> None:
+    assert by_type(conditions(1, None, deployment(0, 0), []))["Ready"] == ("False", "ScaledToZero")
+
+
+def test_transition_times_and_events() -> None:
+    first = merge_conditions([], conditions(1, None, deployment(1, 0), []))
+    again = merge_conditions(first, conditions(1, None, deployment(1, 0), []))
+    assert [c["lastTransitionTime"] for c in first] == [c["lastTransitionTime"] for c in again]
+    assert transitions(first, again) == []
+    ready = conditions(1, None, deployment(1, 1), [])
+    assert [c["type"] for c in transitions(again, ready)] == ["Ready", "Progressing"]
+
+
+def test_status_fields() -> None:
+    assert status_fields(deployment(3, 2)) == {"replicas": 3, "readyReplicas": 2, "ready": "2/3"}
+    assert status_fields(None) == {"replicas": 0, "readyReplicas": 0, "ready": "0/0"}
