@@ -1,0 +1,30 @@
+"""kopf handlers: thin, they only route events to the Reconciler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .builders import MODEL_LABEL
+from .crd import GROUP, PLURAL, VERSION
+from .reconcile import Reconciler
+
+MANAGED = {"app.kubernetes.io/managed-by": "localmodel-operator"}
+
+
+def register(reconciler: Reconciler, registry: kopf.OperatorRegistry) -> None:
+    """Register the handlers against `registry` (a fresh one per operator run: no module-level state)."""
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    async def reconcile(body: kopf.Body, **_: Any) -> None:
+        await reconciler.reconcile(dict(body))
+
+    @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    @kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry)
+    async def child_changed(meta: kopf.Meta, namespace: str | None, type: str | None, **_: Any) -> None:
+        owner = meta.get("labels", {}).get(MODEL_LABEL)
+        if owner and namespace:
+            await reconciler.refresh(namespace, owner)

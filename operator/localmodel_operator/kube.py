@@ -1,0 +1,136 @@
+"""The only module that talks to the Kubernetes API.
+
+Everything goes through lightkube's async client. Children are written with server-side apply under one
+field manager, so applying the same manifest twice is a no-op on the server (no new resourceVersion) and
+fields other managers own (an HPA's replicas on something else, kubectl annotations) are left alone.
+Client errors never leak: they become :class:`KubeError` with the API's status code and message.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import AsyncClient, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Event, Pod
+from lightkube.types import PatchType
+
+from .crd import GROUP, KIND, PLURAL, VERSION
+
+LocalModelResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+COMPONENT = "localmodel-operator"
+
+
+class KubeError(Exception):
+    """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+def _wrap(exc: ApiError) -> KubeError:
+    status = exc.status
+    cls = NotFound if status.code == 404 else KubeError
+    return cls(f"{status.reason or 'Error'}: {status.message}", status.code or 0)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    result: dict[str, Any] = obj.to_dict()
+    return result
+
+
+class Kube:
+    """A thin async facade over the API for what the operator does."""
+
+    def __init__(self, field_manager: str, client: AsyncClient | None = None) -> None:
+        self.field_manager = field_manager
+        self.client = client or AsyncClient(field_manager=field_manager)
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply, forcing ownership of the fields we set (we are their only writer)."""
+        try:
+            obj = await self.client.apply(
+                codecs.from_dict(manifest), field_manager=self.field_manager, force=True
+            )
+        except ApiError as exc:
+            raise _wrap(exc) from exc
+        return _as_dict(obj)
+
+    async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return _as_dict(await self.client.get(LocalModelResource, name, namespace=namespace))
+        except ApiError as exc:
+            raise _wrap(exc) from exc
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _as_dict(await self.client.get(Deployment, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _wrap(exc) from exc
+
+    async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        try:
+            selector: dict[str, Any] = dict(labels)
+            return [_as_dict(p) async for p in self.client.list(Pod, namespace=namespace, labels=selector)]
+        except ApiError as exc:
+            raise _wrap(exc) from exc
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            await self.client.patch(
+                LocalModelResource.Status,
+                name,
+                {"status": status},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            raise _wrap(exc) from exc
+
+    async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """Record an Event on the LocalModel (`kubectl describe lm` shows it)."""
+        meta = owner.get("metadata", {})
+        now = datetime.now(UTC)
+        event = Event(
+            metadata=ObjectMeta(
+                generateName=f"{meta.get('name', 'localmodel')}.", namespace=meta.get("namespace")
+            ),
+            involvedObject=ObjectReference(
+                apiVersion=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+                resourceVersion=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=kind,
+            source=EventSource(component=COMPONENT),
+            reportingComponent=COMPONENT,
+            reportingInstance=COMPONENT,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        try:
+            await self.client.create(event)
+        except ApiError as exc:
+            raise _wrap(exc) from exc
+
+    async def close(self) -> None:
+        await self.client.close()

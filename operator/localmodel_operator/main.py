@@ -1,0 +1,96 @@
+"""`localmodel-operator`: the kopf operator process.
+
+kopf settings are chosen on purpose: our own finalizer and annotation prefix (progress and diff-base in
+annotations, never in `status`, which is the user's view), a watch server timeout so stale watches are
+renewed, Events posted only for warnings and above besides our own transition Events, a liveness
+endpoint for the kubelet, and JSON logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from .crd import GROUP
+from .handlers import register
+from .kube import Kube
+from .reconcile import Reconciler
+from .settings import SettingsError, load_settings
+
+
+def configure(settings: kopf.OperatorSettings, watch_timeout: int) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = watch_timeout
+    settings.watching.client_timeout = watch_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.WARNING
+    settings.peering.standalone = True  # one replica with a Recreate strategy: no peering objects needed
+    settings.networking.request_timeout = 60
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localmodel-operator", description="Run the LocalModel operator.")
+    parser.add_argument(
+        "--config", type=Path, help="operator configuration (default: $LOCALMODEL_OPERATOR_CONFIG)"
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL")
+    parser.add_argument("--watch-timeout", type=int, default=300, help="seconds before a watch is renewed")
+    parser.add_argument("--log-format", choices=["json", "plain"], default="json")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"localmodel-operator: {exc}", file=sys.stderr)
+        return 2
+    namespaces = args.namespace or list(settings.namespaces)
+    clusterwide = args.all_namespaces or not namespaces
+    registry = kopf.OperatorRegistry()
+    kopf_settings = kopf.OperatorSettings()
+    configure(kopf_settings, args.watch_timeout)
+    kube = Kube(settings.field_manager)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await kube.close()
+
+    register(Reconciler(kube, settings), registry)
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    try:
+        kopf.run(
+            registry=registry,
+            settings=kopf_settings,
+            clusterwide=clusterwide,
+            namespaces=[] if clusterwide else namespaces,
+            liveness_endpoint=args.liveness,
+            standalone=True,
+        )
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

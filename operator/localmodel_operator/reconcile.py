@@ -1,0 +1,138 @@
+"""Reconciliation: LocalModel → children, and observed state → LocalModel status.
+
+`reconcile` runs when a LocalModel is created, changed or found at start-up; `refresh` runs when one of
+its children changes. Both are idempotent: applying unchanged children writes nothing, and the status is
+patched (and an Event recorded) only when something a user can see changed. A spec that cannot be
+served is reported (Degraded + Event) and not retried until it changes: no hot loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from localmodel_runtime.config import (
+    LocalModelSpec,
+    ModelConfigError,
+    parse_local_model_spec,
+    unsupported_keys,
+)
+
+from .builders import PORT, Model, build_children
+from .kube import Kube, NotFound
+from .placement import Placement, PlacementError, place
+from .settings import OperatorSettings
+from .status import Problem, conditions, merge_conditions, status_fields, transitions
+
+log = logging.getLogger(__name__)
+EVENT_TYPES = {("Degraded", "True"): "Warning", ("Ready", "False"): "Normal"}
+
+
+@dataclass
+class Evaluation:
+    """What the spec says, before looking at the cluster."""
+
+    spec: LocalModelSpec | None
+    placement: Placement | None
+    problem: Problem | None
+
+
+def evaluate(name: str, namespace: str, spec: dict[str, Any], settings: OperatorSettings) -> Evaluation:
+    try:
+        parsed = parse_local_model_spec(spec, source="spec")
+    except ModelConfigError as exc:
+        return Evaluation(None, None, Problem("InvalidSpec", "; ".join(exc.problems)))
+    try:
+        placement = place(parsed, settings)
+    except PlacementError as exc:
+        return Evaluation(parsed, None, Problem(exc.reason, exc.message))
+    return Evaluation(parsed, placement, None)
+
+
+def identity_fields(name: str, namespace: str, evaluation: Evaluation) -> dict[str, Any]:
+    spec, placement = evaluation.spec, evaluation.placement
+    fields: dict[str, Any] = {"modelName": (spec.name if spec and spec.name else name)}
+    if spec is not None:
+        fields["unsupported"] = unsupported_keys(spec.model_config_only())
+    if placement is not None:
+        model = Model(name, namespace, "", spec) if spec else None
+        fields.update(
+            backend=placement.backend,
+            device=placement.device,
+            image=placement.image,
+            endpoint=f"http://{name}.{namespace}.svc:{PORT}",
+            selector=",".join(f"{k}={v}" for k, v in (model.selector() if model else {}).items()),
+        )
+    return fields
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    settings: OperatorSettings
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _pending: set[tuple[str, str]] = field(default_factory=set)
+
+    async def reconcile(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
+        if evaluation.spec is not None and evaluation.placement is not None:
+            model = Model(name, namespace, meta["uid"], evaluation.spec)
+            children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
+            for child in children.all():
+                await self.kube.apply(child)
+        await self.refresh(namespace, name)
+
+    async def refresh(self, namespace: str, name: str) -> None:
+        """Recompute and publish the status; concurrent calls for one model coalesce into one more run."""
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            self._pending.add(key)
+            return
+        async with lock:
+            while True:
+                self._pending.discard(key)
+                await self._refresh_once(namespace, name)
+                if key not in self._pending:
+                    break
+
+    async def _refresh_once(self, namespace: str, name: str) -> None:
+        try:
+            body = await self.kube.get_localmodel(namespace, name)
+        except NotFound:
+            self._locks.pop((namespace, name), None)
+            return
+        meta = body["metadata"]
+        generation = int(meta.get("generation", 1))
+        evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
+        deployment, pods = None, []
+        if evaluation.problem is None:
+            deployment = await self.kube.get_deployment(namespace, name)
+            selector = Model(name, namespace, "", evaluation.spec).selector() if evaluation.spec else {}
+            pods = await self.kube.list_pods(namespace, selector)
+        old_status = body.get("status") or {}
+        old_conditions = old_status.get("conditions") or []
+        new_conditions = merge_conditions(
+            old_conditions, conditions(generation, evaluation.problem, deployment, pods)
+        )
+        status = {
+            "observedGeneration": generation,
+            **identity_fields(name, namespace, evaluation),
+            **status_fields(deployment),
+            "conditions": new_conditions,
+        }
+        if all(old_status.get(k) == v for k, v in status.items()):
+            return
+        await self.kube.patch_status(namespace, name, status)
+        for cond in transitions(old_conditions, new_conditions):
+            kind = EVENT_TYPES.get((cond["type"], cond["status"]), "Normal")
+            if cond["type"] == "Degraded" and cond["status"] == "False" and not old_conditions:
+                continue  # "nothing wrong" on creation is not news
+            await self.kube.event(
+                body, kind, cond["reason"], f"{cond['type']}={cond['status']}: {cond['message']}"
+            )
+            log.info("%s/%s %s=%s (%s)", namespace, name, cond["type"], cond["status"], cond["reason"])
