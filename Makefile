@@ -33,6 +33,7 @@ pytest: setup
 
 crd: setup
 	$(BIN)/localmodel crd -o crds/localmodel.yaml
+	$(BIN)/localmodel reference -o docs/localmodel-reference.md
 
 ## Kubernetes control plane binaries built from Go modules into .cache/bin (idempotent).
 k8s-bins:

@@ -37,6 +37,13 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from .reference import reference_markdown
+
+    _write(reference_markdown(), args.output)
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from .importer import import_files
 
@@ -94,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="write the LocalModel CustomResourceDefinition")
     crd.add_argument("-o", "--output", help="file to write (default: stdout)")
     crd.set_defaults(func=cmd_crd)
+
+    ref = sub.add_parser("reference", help="write the LocalModel field reference (Markdown)")
+    ref.add_argument("-o", "--output", help="file to write (default: stdout)")
+    ref.set_defaults(func=cmd_reference)
 
     imp = sub.add_parser("import", help="convert LocalAI model YAML files into LocalModel manifests")
     imp.add_argument("paths", nargs="+", metavar="FILE|DIR")

@@ -136,3 +136,15 @@ def test_lenient_scalar_fields_take_numbers_and_booleans() -> None:
 def test_committed_crd_parses_as_yaml_11_too() -> None:
     # kubectl reads YAML 1.1; nothing in the file may change type on the way.
     assert yaml.safe_load(CRD_FILE.read_text()) == build_crd()
+
+
+def test_committed_reference_is_up_to_date(tmp_path: Path) -> None:
+    out = tmp_path / "ref.md"
+    assert cli_main(["reference", "-o", str(out)]) == 0
+    committed = ROOT / "docs" / "localmodel-reference.md"
+    assert committed.read_text() == out.read_text(), "docs/localmodel-reference.md is stale: run `make crd`"
+    text = out.read_text()
+    assert (
+        "| `spec.parameters.top_k` | integer |" in text
+        and "`spec.deployment.autoscaling.minReplicas`" in text
+    )
