@@ -163,3 +163,8 @@ def test_cli_user_errors_never_print_a_traceback(tmp_path: Path) -> None:
         assert proc.returncode != 0
         assert "Traceback" not in proc.stderr
         assert proc.stderr.strip()
+
+
+def test_local_mode_default_model_is_the_gemma_example() -> None:
+    packaged = ROOT / "router" / "localmodel_router" / "default-model.yaml"
+    assert packaged.read_text() == (EXAMPLES / "localai" / "gemma-3-270m.yaml").read_text()
