@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from localmodel_runtime.config.dump import dump_yaml, dump_yaml_documents
 
@@ -84,6 +85,70 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gallery_entries(args: argparse.Namespace) -> list[Any]:
+    from .gallery import GalleryError, gallery_sources, load_index
+    from .settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+        sources = gallery_sources(list(settings.galleries))
+        if args.gallery:
+            sources = [s for s in sources if s.name == args.gallery]
+            if not sources:
+                raise CLIError(f"no gallery named {args.gallery!r} is configured")
+        if not sources:
+            raise CLIError("no galleries configured (operator config `galleries:` or $LOCALMODEL_GALLERIES)")
+        return [entry for source in sources for entry in load_index(source)]
+    except (GalleryError, SettingsError) as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def cmd_gallery_list(args: argparse.Namespace) -> int:
+    query = (args.query or "").lower()
+    shown = 0
+    for entry in _gallery_entries(args):
+        haystack = " ".join([entry.name, entry.description, *entry.tags]).lower()
+        if query and query not in haystack:
+            continue
+        print(f"{entry.ref:40} {entry.description[:80]}")
+        shown += 1
+    if not shown:
+        raise CLIError(f"no gallery entry matches {args.query!r}" if query else "the galleries are empty")
+    return 0
+
+
+def cmd_gallery_install(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .gallery import GalleryError, find_entry, install_manifest
+
+    entries = _gallery_entries(args)
+    try:
+        manifest, notes = install_manifest(find_entry(entries, args.entry), args.namespace, args.name)
+    except GalleryError as exc:
+        raise CLIError(str(exc)) from exc
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.apply:
+        from .kube import Kube, KubeError
+
+        async def apply() -> None:
+            kube = Kube("localmodel-cli")
+            try:
+                await kube.apply(manifest)
+            finally:
+                await kube.close()
+
+        try:
+            asyncio.run(apply())
+        except (KubeError, OSError, ValueError) as exc:
+            raise CLIError(f"applying {manifest['metadata']['name']}: {exc}") from exc
+        print(f"localmodel.localmodel.dev/{manifest['metadata']['name']} applied")
+        return 0
+    _write(dump_yaml_documents([manifest]), args.output)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         from localmodel_router.local import main as local_main
@@ -111,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("-n", "--namespace", help="namespace to put in the manifests")
     imp.add_argument("-o", "--output", help="file to write (default: stdout)")
     imp.set_defaults(func=cmd_import)
+
+    gallery = sub.add_parser("gallery", help="list and install models from LocalAI galleries")
+    gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True)
+    for sub_parser in (
+        gallery_sub.add_parser("list", help="list gallery entries"),
+        gallery_sub.add_parser("install", help="turn a gallery entry into a LocalModel"),
+    ):
+        sub_parser.add_argument("--config", type=Path, help="operator configuration with `galleries:`")
+        sub_parser.add_argument("--gallery", help="only this gallery")
+    gallery_list, gallery_install = gallery_sub.choices["list"], gallery_sub.choices["install"]
+    gallery_list.add_argument("query", nargs="?", help="substring of the name, description or tags")
+    gallery_list.set_defaults(func=cmd_gallery_list)
+    gallery_install.add_argument("entry", metavar="NAME", help="entry name, or GALLERY@NAME")
+    gallery_install.add_argument("-n", "--namespace", help="namespace of the LocalModel")
+    gallery_install.add_argument("--name", help="API model name (default: the entry's name)")
+    target = gallery_install.add_mutually_exclusive_group()
+    target.add_argument("--apply", action="store_true", help="create it in the cluster (kubeconfig from env)")
+    target.add_argument("-o", "--output", help="file to write (default: stdout)")
+    gallery_install.set_defaults(func=cmd_gallery_install)
 
     check = sub.add_parser("selfcheck", help="check this installation")
     check.set_defaults(func=cmd_selfcheck)

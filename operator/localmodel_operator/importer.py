@@ -8,7 +8,7 @@ chat, completion, edit and function templates when none is set.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,29 +52,40 @@ def model_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def _template_file(directory: Path, value: str) -> Path | None:
-    candidate = directory / f"{value}.tmpl"
-    if "\n" in value or "{{" in value or len(value) > 255:
-        return None
-    return candidate if candidate.is_file() else None
+TemplateLookup = Callable[[str], "tuple[str, str] | None"]
+"""A template reference → (the template's text, where it came from), or None when it names nothing."""
 
 
-def inline_templates(config: ModelConfig, directory: Path) -> tuple[ModelConfig, list[str]]:
-    """Replace template file references by their text; returns the new config and what was inlined."""
+def directory_templates(directory: Path) -> TemplateLookup:
+    """LocalAI's rule for a models directory: a value names `<directory>/<value>.tmpl` if that exists."""
+
+    def lookup(value: str) -> tuple[str, str] | None:
+        if "\n" in value or "{{" in value or len(value) > 255:
+            return None
+        candidate = directory / f"{value}.tmpl"
+        return (candidate.read_text(encoding="utf-8"), candidate.name) if candidate.is_file() else None
+
+    return lookup
+
+
+def inline_templates(config: ModelConfig, lookup: TemplateLookup) -> tuple[ModelConfig, list[str]]:
+    """Replace template references by their text; returns the new config and what was inlined.
+
+    A template value that names a template is replaced by it, and a template named like
+    `parameters.model` is the default for chat, completion, edit and function when they are unset."""
     notes: list[str] = []
     template = config.template.model_copy() if config.template else TemplateConfig()
     for slot in TEMPLATE_SLOTS:
         value = getattr(template, slot)
-        if value and (path := _template_file(directory, value)):
-            setattr(template, slot, path.read_text(encoding="utf-8"))
-            notes.append(f"inlined template file {path.name} into template.{slot}")
+        if value and (found := lookup(value)):
+            setattr(template, slot, found[0])
+            notes.append(f"inlined template {found[1]} into template.{slot}")
     model_file = config.model_file
-    if model_file and (default := _template_file(directory, model_file)):
-        text = default.read_text(encoding="utf-8")
+    if model_file and (default := lookup(model_file)):
         for slot in DEFAULT_TEMPLATE_SLOTS:
             if not getattr(template, slot):
-                setattr(template, slot, text)
-                notes.append(f"inlined default template {default.name} into template.{slot}")
+                setattr(template, slot, default[0])
+                notes.append(f"inlined default template {default[1]} into template.{slot}")
     if not notes:
         return config, notes
     return config.model_copy(update={"template": template}), notes
@@ -113,7 +124,7 @@ def import_files(paths: Iterable[Path], namespace: str | None = None) -> ImportR
             if not config.name:
                 config = config.model_copy(update={"name": path.stem})
                 result.notes.append(f"{where}: no name; using the file name {path.stem!r}")
-            config, inlined = inline_templates(config, path.parent)
+            config, inlined = inline_templates(config, directory_templates(path.parent))
             result.notes.extend(f"{where}: {note}" for note in inlined)
             api_name = config.name or path.stem
             name = unique_name(kubernetes_name(api_name), taken)

@@ -35,6 +35,14 @@ class DeviceEntry:
 
 
 @dataclass(frozen=True)
+class GallerySource:
+    """A model gallery in LocalAI's index format."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     field_manager: str = "localmodel-operator"
     namespaces: tuple[str, ...] = ()
@@ -44,6 +52,7 @@ class OperatorSettings:
     devices: dict[str, DeviceEntry] = field(default_factory=dict)
     default_resources: dict[str, Any] = field(default_factory=dict)
     startup_timeout_seconds: int = 1800
+    galleries: tuple[GallerySource, ...] = ()
 
     def image_for(self, backend: str, device: str) -> ImageEntry | None:
         return self.images.get(f"{backend}/{device}")
@@ -85,7 +94,17 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         devices=devices,
         default_resources=dict(merged.get("defaultResources") or {}),
         startup_timeout_seconds=int(merged.get("startupTimeoutSeconds", 1800)),
+        galleries=tuple(_galleries(merged.get("galleries") or [])),
     )
+
+
+def _galleries(items: list[Any]) -> list[GallerySource]:
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not item.get("name") or not item.get("url"):
+            raise SettingsError(f"galleries[{i}]: expected {{name, url}}")
+        out.append(GallerySource(str(item["name"]), str(item["url"])))
+    return out
 
 
 def load_settings(path: Path | None = None) -> OperatorSettings:
