@@ -95,7 +95,7 @@ def test_template_files_are_inlined(capsys: pytest.CaptureFixture[str]) -> None:
     template = doc["spec"]["template"]
     assert template["chat"].startswith("The following is a verbose detailed conversation")
     assert "{{.Input}}" in template["chat"] and template["completion"].startswith("Complete the following")
-    assert "inlined template file rwkv_chat.tmpl into template.chat" in err
+    assert "inlined template rwkv_chat.tmpl into template.chat" in err
 
 
 def test_model_file_tmpl_is_the_default_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
