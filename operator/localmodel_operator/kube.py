@@ -68,6 +68,16 @@ class Kube:
             raise _wrap(exc) from exc
         return _as_dict(obj)
 
+    async def create_if_absent(self, manifest: dict[str, Any]) -> bool:
+        """Create an object unless one of that name exists; True when it was created."""
+        try:
+            await self.client.create(codecs.from_dict(manifest), field_manager=self.field_manager)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                return False
+            raise _wrap(exc) from exc
+        return True
+
     async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
         try:
             return _as_dict(await self.client.get(LocalModelResource, name, namespace=namespace))

@@ -21,6 +21,7 @@ import kopf
 from .crd import GROUP
 from .handlers import register
 from .kube import Kube
+from .preload import preload
 from .reconcile import Reconciler
 from .settings import SettingsError, load_settings
 
@@ -68,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf_settings = kopf.OperatorSettings()
     configure(kopf_settings, args.watch_timeout)
     kube = Kube(settings.field_manager)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**_: Any) -> None:
+        await preload(kube, settings)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

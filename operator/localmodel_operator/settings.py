@@ -43,6 +43,15 @@ class GallerySource:
 
 
 @dataclass(frozen=True)
+class Preload:
+    """A gallery entry the operator installs at start-up when no LocalModel of that name exists."""
+
+    entry: str
+    namespace: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     field_manager: str = "localmodel-operator"
     namespaces: tuple[str, ...] = ()
@@ -53,6 +62,7 @@ class OperatorSettings:
     default_resources: dict[str, Any] = field(default_factory=dict)
     startup_timeout_seconds: int = 1800
     galleries: tuple[GallerySource, ...] = ()
+    preload: tuple[Preload, ...] = ()
 
     def image_for(self, backend: str, device: str) -> ImageEntry | None:
         return self.images.get(f"{backend}/{device}")
@@ -95,7 +105,17 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         default_resources=dict(merged.get("defaultResources") or {}),
         startup_timeout_seconds=int(merged.get("startupTimeoutSeconds", 1800)),
         galleries=tuple(_galleries(merged.get("galleries") or [])),
+        preload=tuple(_preload(merged.get("preload") or [])),
     )
+
+
+def _preload(items: list[Any]) -> list[Preload]:
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not item.get("entry") or not item.get("namespace"):
+            raise SettingsError(f"preload[{i}]: expected {{entry, namespace, name?}}")
+        out.append(Preload(str(item["entry"]), str(item["namespace"]), item.get("name")))
+    return out
 
 
 def _galleries(items: list[Any]) -> list[GallerySource]:
