@@ -1,0 +1,511 @@
+"""Backend `llama`: GGUF models through llama-cpp-python's low-level API, several sequences at a time.
+
+`load()` maps every llama.cpp key of the LocalAI model YAML onto llama.cpp's model and context
+parameters, then hands the context to a `BatchEngine` (llama_batch.py) that runs up to `parallel`
+requests together. Embeddings (`embeddings: true`) use a second, small context in embedding mode.
+`llama_cpp` is imported only in `load()`, so pods of other backends never need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import math
+import os
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelConfig
+from .base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Capabilities,
+    Finished,
+    GenerationEvent,
+    InvalidRequest,
+    ModelInfo,
+    ModelLoadError,
+    SamplingParams,
+    UnsupportedOperation,
+)
+from .llama_batch import BatchEngine, build_sampler
+from .llama_ggml import GGML_MAGICS, legacy_ggml_message
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT = 4096
+DEFAULT_PARALLEL = 4
+DEFAULT_BATCH = 512
+EMBEDDING_SEQUENCES = 8
+
+_CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+_FLASH_ATTENTION = {"auto": -1, "on": 1, "enabled": 1, "true": 1, "1": 1, "off": 0, "disabled": 0, "false": 0}
+_ROPE_SCALING = {"none": 0, "linear": 1, "yarn": 2}
+
+
+def parse_options(options: list[str] | None) -> dict[str, str]:
+    """LocalAI's `options:` list (`key:value` or a bare flag) as a dict; bare flags map to "true"."""
+    parsed: dict[str, str] = {}
+    for option in options or []:
+        key, sep, value = option.partition(":")
+        parsed[key.strip()] = value.strip() if sep else "true"
+    return parsed
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a pod's cpuset), which os.cpu_count() does not see."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _parallel(config: ModelConfig) -> int:
+    options = parse_options(config.options)
+    value = options.get("parallel") or options.get("n_parallel")
+    if value is None:
+        return DEFAULT_PARALLEL
+    try:
+        parallel = int(value)
+    except ValueError:
+        raise ModelLoadError(f"options: parallel must be an integer, got {value!r}") from None
+    if parallel < 1:
+        raise ModelLoadError("options: parallel must be at least 1")
+    return parallel
+
+
+def _extra_buffers(lib: Any, config: ModelConfig) -> bool:
+    """Whether llama.cpp may use its extra CPU weight layouts (AMX tiles, repacked quants).
+
+    ggml's AMX int8 kernels crashed (SIGSEGV in ggml_backend_amx_mul_mat) on Gemma 3 Q4_K_M on the
+    AMX machines we test on, so CPUs with AMX default to off; `options: ["extra_buffers:true"]`
+    turns them back on, `extra_buffers:false` turns them off everywhere.
+    """
+    value = parse_options(config.options).get("extra_buffers")
+    if value is not None:
+        return value.lower() in ("1", "true", "on", "yes")
+    info = lib.llama_print_system_info().decode(errors="replace")
+    return "AMX_INT8 = 1" not in info
+
+
+class LlamaBackend(Backend):
+    """llama.cpp on GGUF files; batches up to `parallel` sequences (LocalAI's `options: [parallel:N]`)."""
+
+    name = "llama"
+
+    def __init__(self, config: ModelConfig, models_dir: Path) -> None:
+        super().__init__(config, models_dir)
+        self._lib: Any = None
+        self._model: Any = None
+        self._vocab: Any = None
+        self._ctx: Any = None
+        self._embed_ctx: Any = None
+        self._lora: Any = None
+        self._engine: BatchEngine | None = None
+        self._embed_lock = threading.Lock()
+        self._keepalive: list[Any] = []
+        """ctypes arrays the C side points to (tensor_split) must outlive the model."""
+        self._n_ctx_seq = 0
+        self._n_vocab = 0
+        self._eog: list[int] = []
+        self._info = ModelInfo()
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def model_path(self) -> Path:
+        model = self.config.model_file
+        if not model:
+            raise ModelLoadError("parameters.model is not set: name the GGUF file in the models directory")
+        return self.models_dir / model
+
+    async def load(self) -> None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise BackendUnavailable("backend llama needs the `localmodel[llama-cpp]` extra") from None
+        self._lib = llama_cpp
+        path = self.model_path()
+        _check_model_file(path)
+        await asyncio.to_thread(self._load_sync, path)
+
+    def _load_sync(self, path: Path) -> None:
+        lib, cfg = self._lib, self.config
+        logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if cfg.debug else logging.ERROR)
+        lib.llama_backend_init()
+
+        mparams = lib.llama_model_default_params()
+        gpu_layers = cfg.gpu_layers
+        if gpu_layers is None:
+            # LocalAI offloads every layer by default; a CPU build of llama.cpp ignores it anyway.
+            gpu_layers = -1 if lib.llama_supports_gpu_offload() else 0
+        mparams.n_gpu_layers = 0x7FFFFFFF if gpu_layers < 0 else gpu_layers
+        if cfg.main_gpu:
+            if cfg.main_gpu.isdigit():
+                mparams.main_gpu = int(cfg.main_gpu)
+            else:
+                log.warning("main_gpu %r is not a device index; llama.cpp uses device 0", cfg.main_gpu)
+        if cfg.tensor_split:
+            try:
+                shares = [float(x) for x in cfg.tensor_split.split(",") if x.strip()]
+            except ValueError:
+                raise ModelLoadError(f"tensor_split {cfg.tensor_split!r} is not a list of numbers") from None
+            if len(shares) > lib.LLAMA_MAX_DEVICES:
+                raise ModelLoadError(f"tensor_split names more than {lib.LLAMA_MAX_DEVICES} devices")
+            split = (ctypes.c_float * lib.LLAMA_MAX_DEVICES)(*shares)
+            self._keepalive.append(split)
+            mparams.tensor_split = split
+        use_mmap = cfg.mmap is not False
+        use_mlock = bool(cfg.mmlock)
+        mparams.load_mode = (
+            lib.LLAMA_LOAD_MODE_MMAP_MLOCK
+            if use_mmap and use_mlock
+            else lib.LLAMA_LOAD_MODE_MLOCK
+            if use_mlock
+            else lib.LLAMA_LOAD_MODE_MMAP
+            if use_mmap
+            else lib.LLAMA_LOAD_MODE_NONE
+        )
+        mparams.use_extra_bufts = _extra_buffers(lib, cfg)
+        if cfg.low_vram:
+            log.info("low_vram has no effect: llama.cpp dropped the option; use gpu_layers instead")
+
+        model = lib.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {path}: not a GGUF model it supports, or truncated "
+                "(set `debug: true` to see llama.cpp's log)"
+            )
+        self._model = model
+        try:
+            self._finish_load(path)
+        except BaseException:
+            self._free()
+            raise
+
+    def _finish_load(self, path: Path) -> None:
+        lib, cfg, model = self._lib, self.config, self._model
+        self._vocab = lib.llama_model_get_vocab(model)
+        self._n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+        self._eog = [t for t in range(self._n_vocab) if lib.llama_vocab_is_eog(self._vocab, t)]
+        trained = int(lib.llama_model_n_ctx_train(model))
+        if cfg.context_size == -1:
+            n_ctx = trained
+        elif cfg.context_size:
+            n_ctx = cfg.context_size
+        else:
+            n_ctx = min(DEFAULT_CONTEXT, trained) if trained > 0 else DEFAULT_CONTEXT
+        parallel = _parallel(cfg)
+        n_batch = (cfg.parameters.batch if cfg.parameters and cfg.parameters.batch else None) or DEFAULT_BATCH
+
+        cparams = self._context_params(n_ctx * parallel, n_batch)
+        cparams.n_seq_max = parallel
+        # One KV stream per sequence: each request gets the whole context_size, and attention only
+        # looks at its own stream.
+        cparams.kv_unified = False
+        ctx = lib.llama_init_from_model(model, cparams)
+        if not ctx:
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {n_ctx} tokens x {parallel} sequences for {path} "
+                "(out of memory, or an unsupported cache_type_k/cache_type_v / flash_attention combination)"
+            )
+        self._ctx = ctx
+        self._n_ctx_seq = int(lib.llama_n_ctx_seq(ctx)) if hasattr(lib, "llama_n_ctx_seq") else n_ctx
+        self._apply_lora(ctx)
+        if cfg.embeddings:
+            self._embed_ctx = self._embedding_context(n_ctx)
+        self._engine = BatchEngine(
+            lib,
+            model=model,
+            ctx=ctx,
+            vocab=self._vocab,
+            n_parallel=parallel,
+            n_ctx_seq=self._n_ctx_seq,
+            n_batch=int(lib.llama_n_batch(ctx)),
+            prompt_cache=cfg.prompt_cache_all is not False,
+            eog_tokens=self._eog,
+            cache_file=self.models_dir / cfg.prompt_cache_path if cfg.prompt_cache_path else None,
+        )
+        self._info = ModelInfo(
+            chat_template=self._meta("tokenizer.chat_template"),
+            bos_token=self._token_text(lib.llama_vocab_bos(self._vocab)),
+            eos_token=self._token_text(lib.llama_vocab_eos(self._vocab)),
+        )
+        log.info(
+            "loaded %s: context %d per sequence, %d sequences, batch %d, %d threads",
+            path.name,
+            self._n_ctx_seq,
+            parallel,
+            n_batch,
+            cparams.n_threads,
+        )
+
+    def _context_params(self, n_ctx: int, n_batch: int) -> Any:
+        lib, cfg = self._lib, self.config
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = min(n_batch, DEFAULT_BATCH)
+        threads = cfg.threads or _usable_cpus()
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        if cfg.rope_scaling:
+            cparams.rope_scaling_type = _ROPE_SCALING[cfg.rope_scaling]
+        params = cfg.parameters
+        if params and params.rope_freq_base:
+            cparams.rope_freq_base = params.rope_freq_base
+        if params and params.rope_freq_scale:
+            cparams.rope_freq_scale = params.rope_freq_scale
+        # YaRN: 0 (LocalAI's "unset") keeps llama.cpp's default, which reads the model's metadata.
+        if cfg.yarn_ext_factor:
+            cparams.yarn_ext_factor = cfg.yarn_ext_factor
+        if cfg.yarn_attn_factor:
+            cparams.yarn_attn_factor = cfg.yarn_attn_factor
+        if cfg.yarn_beta_fast:
+            cparams.yarn_beta_fast = cfg.yarn_beta_fast
+        if cfg.yarn_beta_slow:
+            cparams.yarn_beta_slow = cfg.yarn_beta_slow
+        if cfg.flash_attention:
+            value = _FLASH_ATTENTION.get(cfg.flash_attention.lower())
+            if value is None:
+                raise ModelLoadError(f"flash_attention must be one of {sorted(_FLASH_ATTENTION)}")
+            cparams.flash_attn_type = value
+        if cfg.f16:
+            # LocalAI's f16 is "f16 memory": an f16 KV cache (llama.cpp's default, made explicit).
+            cparams.type_k = cparams.type_v = _CACHE_TYPES["f16"]
+        for key, attr in (("cache_type_k", "type_k"), ("cache_type_v", "type_v")):
+            value = getattr(cfg, key)
+            if value:
+                if value.lower() not in _CACHE_TYPES:
+                    raise ModelLoadError(f"{key} must be one of {sorted(_CACHE_TYPES)}, got {value!r}")
+                setattr(cparams, attr, _CACHE_TYPES[value.lower()])
+        return cparams
+
+    def _apply_lora(self, ctx: Any) -> None:
+        lib, cfg = self._lib, self.config
+        if cfg.lora_base:
+            log.info("lora_base is ignored: llama.cpp applies the adapter to the loaded model")
+        if not cfg.lora_adapter:
+            return
+        path = self.models_dir / cfg.lora_adapter
+        if not path.is_file():
+            raise ModelLoadError(f"lora_adapter {path} does not exist")
+        self._lora = lib.llama_adapter_lora_init(self._model, str(path).encode())
+        if not self._lora:
+            raise ModelLoadError(f"llama.cpp could not load the LoRA adapter {path}")
+        self._set_lora(ctx)
+
+    def _set_lora(self, ctx: Any) -> None:
+        lib = self._lib
+        adapters = (lib.llama_adapter_lora_p_ctypes * 1)(self._lora)
+        # LocalAI's lora_scale 0 means "unset": full strength.
+        scales = (ctypes.c_float * 1)(self.config.lora_scale or 1.0)
+        if lib.llama_set_adapters_lora(ctx, adapters, 1, scales):
+            raise ModelLoadError(f"llama.cpp could not apply the LoRA adapter {self.config.lora_adapter}")
+
+    def _embedding_context(self, n_ctx: int) -> Any:
+        lib = self._lib
+        cparams = self._context_params(n_ctx, n_ctx)
+        # A text must fit one micro-batch: pooling needs all its tokens in one pass.
+        cparams.n_ubatch = n_ctx
+        cparams.embeddings = True
+        cparams.n_seq_max = EMBEDDING_SEQUENCES
+        cparams.kv_unified = True
+        ctx = lib.llama_init_from_model(self._model, cparams)
+        if ctx and lib.llama_pooling_type(ctx) == lib.LLAMA_POOLING_TYPE_NONE:
+            # A generative model has no pooling of its own; LocalAI/llama-server then mean-pool.
+            lib.llama_free(ctx)
+            cparams.pooling_type = lib.LLAMA_POOLING_TYPE_MEAN
+            ctx = lib.llama_init_from_model(self._model, cparams)
+        if not ctx:
+            raise ModelLoadError("llama.cpp could not create the embeddings context")
+        if self._lora:
+            self._set_lora(ctx)
+        return ctx
+
+    def _meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        size = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if size < 0:
+            return None
+        if size >= len(buf):
+            buf = ctypes.create_string_buffer(size + 1)
+            self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        text = self._lib.llama_vocab_get_text(self._vocab, token)
+        return text.decode("utf-8", errors="replace") if text else ""
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        engine = self._engine
+        return Capabilities(
+            completion=True,
+            embeddings=self._embed_ctx is not None,
+            tokenize=True,
+            max_concurrency=engine.n_parallel if engine else 1,
+            context_size=self._n_ctx_seq,
+        )
+
+    def model_info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str) -> list[int]:
+        self._require_loaded()
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (self._lib.llama_token * capacity)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, True, True)
+        if n < 0:
+            capacity = -n
+            tokens = (self._lib.llama_token * capacity)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, True, True)
+        return list(tokens[:n])
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
+        engine = self._require_loaded()
+        tokens = self.tokenize(prompt)
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="prompt")
+        if len(tokens) >= self._n_ctx_seq:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self._n_ctx_seq} tokens, but the prompt has "
+                f"{len(tokens)} tokens (at least one token must be left to generate).",
+                param="prompt",
+                code="context_length_exceeded",
+            )
+        sampler = build_sampler(
+            self._lib,
+            vocab=self._vocab,
+            n_vocab=self._n_vocab,
+            n_ctx=self._n_ctx_seq,
+            params=params,
+            grammar=params.grammar or self.config.grammar,
+            prompt=tokens,
+            eog_tokens=self._eog,
+        )
+        request = engine.submit(tokens, params, sampler)
+        try:
+            while True:
+                event = await request.queue.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Finished):
+                    return
+        finally:
+            # Client gone, stop word found, or an error: the worker drops the sequence before its next
+            # decode step (a no-op when it already finished).
+            request.cancel()
+            engine.wake()
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self._require_loaded()
+        if self._embed_ctx is None:
+            raise UnsupportedOperation(
+                "this model is not loaded for embeddings: set `embeddings: true` in its configuration"
+            )
+        tokenized = [self.tokenize(text) for text in texts]
+        limit = int(self._lib.llama_n_ctx(self._embed_ctx))
+        for tokens in tokenized:
+            if len(tokens) > limit:
+                raise InvalidRequest(
+                    f"an input has {len(tokens)} tokens; this model embeds at most {limit}",
+                    param="input",
+                    code="context_length_exceeded",
+                )
+        return await asyncio.to_thread(self._embed_sync, tokenized, limit)
+
+    def _embed_sync(self, tokenized: list[list[int]], limit: int) -> list[list[float]]:
+        lib, ctx = self._lib, self._embed_ctx
+        n_embd = int(lib.llama_model_n_embd(self._model))
+        out: list[list[float]] = []
+        with self._embed_lock:
+            batch = lib.llama_batch_init(limit, 0, 1)
+            try:
+                i = 0
+                while i < len(tokenized):
+                    # Pack texts while they fit in the context and in the sequence slots.
+                    group: list[list[int]] = []
+                    used = 0
+                    while (
+                        i < len(tokenized)
+                        and len(group) < EMBEDDING_SEQUENCES
+                        and used + max(1, len(tokenized[i])) <= limit
+                    ):
+                        group.append(tokenized[i] or [max(0, lib.llama_vocab_bos(self._vocab))])
+                        used += len(group[-1])
+                        i += 1
+                    n = 0
+                    for seq, tokens in enumerate(group):
+                        for pos, token in enumerate(tokens):
+                            batch.token[n] = token
+                            batch.pos[n] = pos
+                            batch.n_seq_id[n] = 1
+                            batch.seq_id[n][0] = seq
+                            batch.logits[n] = True
+                            n += 1
+                    batch.n_tokens = n
+                    lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+                    if lib.llama_decode(ctx, batch) != 0:
+                        raise BackendError("llama.cpp failed to compute embeddings")
+                    for seq in range(len(group)):
+                        vector = lib.llama_get_embeddings_seq(ctx, seq)
+                        if not vector:
+                            raise BackendError("llama.cpp returned no pooled embedding")
+                        values = [float(vector[k]) for k in range(n_embd)]
+                        norm = math.sqrt(sum(v * v for v in values)) or 1.0
+                        out.append([v / norm for v in values])
+            finally:
+                lib.llama_batch_free(batch)
+        return out
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._free)
+
+    def _free(self) -> None:
+        lib = self._lib
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        with self._embed_lock:
+            if self._embed_ctx:
+                lib.llama_free(self._embed_ctx)
+                self._embed_ctx = None
+        if self._ctx:
+            lib.llama_free(self._ctx)
+            self._ctx = None
+        if self._lora:
+            lib.llama_adapter_lora_free(self._lora)
+            self._lora = None
+        if self._model:
+            lib.llama_model_free(self._model)
+            self._model = None
+
+    def _require_loaded(self) -> BatchEngine:
+        if self._engine is None:
+            raise BackendError("the model is not loaded")
+        return self._engine
+
+    @property
+    def engine(self) -> BatchEngine | None:
+        """The batch engine (tests and the bench look at it)."""
+        return self._engine
+
+
+def _check_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist (is `parameters.model` right?)")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic in GGML_MAGICS:
+        raise ModelLoadError(legacy_ggml_message(path))
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")

@@ -1,0 +1,470 @@
+"""Continuous batching over one llama.cpp context: several sequences per `llama_decode`.
+
+One worker thread owns the context and steps every active sequence together: each step builds one
+`llama_batch` holding the next token of every generating sequence plus a chunk of the prompts still
+being read, decodes it once, and samples each sequence with its own sampler chain. New requests take a
+free slot between steps and finished or cancelled ones leave, so a stream is never cut or paused for
+another (llama-cpp-python's server serialises them, see shared/reference/routing-and-runtime.md §6).
+
+Each slot is a llama.cpp sequence id with its own KV stream (`kv_unified = false`), so every request
+gets the full per-sequence context. A slot keeps its KV after a request ends; the next request that
+shares a prefix with it (a chat growing turn by turn) reuses that prefix instead of reading it again,
+like llama-server's `cache_prompt`. With `prompt_cache_path` the most recently used slot's KV is
+written to that file at shutdown and read back into slot 0 at start-up (llama.cpp's sequence state
+file), so a restarted pod does not read a long shared system prompt again.
+
+llama.cpp releases the GIL inside `llama_decode`, so the event loop keeps serving while the worker
+computes. Events cross to asyncio with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import collections
+import contextlib
+import ctypes
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    BackendError,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    InvalidRequest,
+    SamplingParams,
+    TextPiece,
+)
+
+log = logging.getLogger(__name__)
+
+_NEG_INF = float("-inf")
+
+
+@dataclass
+class _Request:
+    """One generation submitted to the engine; the asyncio side reads `queue`."""
+
+    prompt: list[int]
+    params: SamplingParams
+    sampler: Any
+    """The llama_sampler chain (owned by the request; freed by the worker when it leaves)."""
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[GenerationEvent | BaseException]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    """Tokens whose keys and values are in this sequence's KV stream, in position order."""
+    request: _Request | None = None
+    n_prompt_read: int = 0
+    pending: int | None = None
+    """A sampled token that has been sent but not yet decoded into the KV cache."""
+    n_generated: int = 0
+    decoder: codecs.IncrementalDecoder | None = None
+    last_used: float = 0.0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class BatchEngine:
+    """Runs up to `n_parallel` generations together on one llama.cpp context."""
+
+    def __init__(
+        self,
+        lib: Any,
+        *,
+        model: Any,
+        ctx: Any,
+        vocab: Any,
+        n_parallel: int,
+        n_ctx_seq: int,
+        n_batch: int,
+        prompt_cache: bool,
+        eog_tokens: list[int],
+        cache_file: Path | None = None,
+    ) -> None:
+        self._lib = lib
+        self._model = model
+        self._ctx = ctx
+        self._vocab = vocab
+        self._mem = lib.llama_get_memory(ctx)
+        self.n_parallel = n_parallel
+        self.n_ctx_seq = n_ctx_seq
+        self._n_batch = n_batch
+        self._prompt_cache = prompt_cache
+        self._eog = eog_tokens
+        self._n_vocab = lib.llama_vocab_n_tokens(vocab)
+        self._n_swa = int(lib.llama_model_n_swa(model)) if hasattr(lib, "llama_model_n_swa") else 0
+        self._batch = lib.llama_batch_init(n_batch + n_parallel, 0, 1)
+        self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
+        self._waiting: collections.deque[_Request] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.steps = 0
+        """Decode calls so far (tests and the bench read it)."""
+        self.reused_tokens = 0
+        """Prompt tokens taken from a slot's cached KV instead of being read again."""
+        self._cache_file = cache_file
+        if cache_file is not None and cache_file.is_file():
+            self._restore(cache_file)
+        self._thread = threading.Thread(target=self._run, name="llama-batch-engine", daemon=True)
+        self._thread.start()
+
+    # -- submitting (any thread) -----------------------------------------------------------------
+
+    def submit(self, prompt: list[int], params: SamplingParams, sampler: Any) -> _Request:
+        loop = asyncio.get_running_loop()
+        request = _Request(prompt, params, sampler, loop, asyncio.Queue())
+        with self._cond:
+            if self._stopping:
+                self._lib.llama_sampler_free(sampler)
+                raise BackendError("the model is shutting down")
+            self._waiting.append(request)
+            self._cond.notify()
+        return request
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold admission: requests submitted from this thread inside the block start together after it.
+
+        The condition's lock is reentrant, so `submit` from the holding thread still works; the worker
+        blocks until the block ends. Tests and benchmarks use it to line requests up.
+        """
+        with self._cond:
+            yield
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def wake(self) -> None:
+        """Let the worker notice a cancellation while it waits for work."""
+        with self._cond:
+            self._cond.notify()
+
+    def active(self) -> int:
+        return sum(1 for s in self._slots if s.request is not None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        for request in self._waiting:
+            self._lib.llama_sampler_free(request.sampler)
+            self._emit(request, BackendError("the model is shutting down"))
+        self._waiting.clear()
+        if self._cache_file is not None:
+            self._save(self._cache_file)
+        self._lib.llama_batch_free(self._batch)
+
+    # -- prompt_cache_path: one slot's KV on disk (only while the worker is not running) -----------
+
+    def _restore(self, path: Path) -> None:
+        lib, slot = self._lib, self._slots[0]
+        tokens = (lib.llama_token * self.n_ctx_seq)()
+        count = ctypes.c_size_t(0)
+        read = lib.llama_state_seq_load_file(
+            self._ctx, str(path).encode(), slot.seq_id, tokens, self.n_ctx_seq, ctypes.byref(count)
+        )
+        if not read:
+            log.warning("prompt cache %s does not fit this model and context; ignoring it", path)
+            lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            return
+        slot.cached = list(tokens[: count.value])
+        slot.last_used = time.monotonic()
+        log.info("prompt cache %s: restored %d tokens", path, count.value)
+
+    def _save(self, path: Path) -> None:
+        used = [s for s in self._slots if s.cached]
+        if not used:
+            return
+        slot = max(used, key=lambda s: s.last_used)
+        tokens = (self._lib.llama_token * len(slot.cached))(*slot.cached)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written = self._lib.llama_state_seq_save_file(
+                self._ctx, str(tmp).encode(), slot.seq_id, tokens, len(slot.cached)
+            )
+            if not written:
+                raise OSError("llama.cpp wrote nothing")
+            tmp.replace(path)  # never leave a half-written cache behind
+            log.info("prompt cache %s: saved %d tokens", path, len(slot.cached))
+        except OSError as exc:
+            log.warning("could not write the prompt cache %s: %s", path, exc)
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._waiting and self.active() == 0:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                self._admit_locked()
+            self._drop_cancelled()
+            if self.active():
+                try:
+                    self._step()
+                except Exception as exc:  # a bug or a llama.cpp failure: fail the requests, keep serving
+                    log.exception("llama.cpp batch step failed")
+                    for slot in self._slots:
+                        if slot.request is not None:
+                            self._finish(slot, error=BackendError(f"generation failed: {exc}"))
+            else:
+                # Nothing admitted yet (every waiting request was cancelled): wait briefly for more.
+                time.sleep(0)
+        for slot in self._slots:
+            if slot.request is not None:
+                self._finish(slot, error=BackendError("the model is shutting down"))
+
+    def _admit_locked(self) -> None:
+        while self._waiting:
+            request = self._waiting[0]
+            if request.cancelled.is_set():
+                self._waiting.popleft()
+                self._lib.llama_sampler_free(request.sampler)
+                request.done.set()
+                continue
+            free = [s for s in self._slots if s.request is None]
+            if not free:
+                return
+            self._waiting.popleft()
+            # The free slot whose cached tokens share the longest prefix with the prompt; ties go to the
+            # least recently used slot so hot prefixes are kept.
+            slot = max(free, key=lambda s: (_common_prefix(s.cached, request.prompt), -s.last_used))
+            self._start(slot, request)
+
+    def _start(self, slot: _Slot, request: _Request) -> None:
+        lib, seq = self._lib, slot.seq_id
+        keep = _common_prefix(slot.cached, request.prompt) if self._prompt_cache else 0
+        # The last prompt token is always decoded again: its logits give the first new token.
+        keep = min(keep, len(request.prompt) - 1)
+        if keep < len(slot.cached) and not lib.llama_memory_seq_rm(self._mem, seq, keep, -1):
+            keep = 0
+        if keep > 0 and self._n_swa > 0:
+            # Sliding-window layers only keep recent positions; the kept prefix is usable only if the
+            # window before the first new position is still there (llama-server's check).
+            pos_min = lib.llama_memory_seq_pos_min(self._mem, seq)
+            if pos_min > max(0, keep - self._n_swa):
+                keep = 0
+        if keep == 0:
+            lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        slot.cached = request.prompt[:keep]
+        slot.n_prompt_read = keep
+        slot.pending = None
+        slot.n_generated = 0
+        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        slot.request = request
+        if keep:
+            self.reused_tokens += keep
+            log.debug("slot %d reuses %d cached prompt tokens", seq, keep)
+
+    def _drop_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.request is not None and slot.request.cancelled.is_set():
+                self._finish(slot, event=None)
+
+    def _step(self) -> None:
+        lib, batch = self._lib, self._batch
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq
+            batch.logits[n] = logits
+            n += 1
+
+        # Generating sequences first: one token each keeps every stream moving at every step.
+        for slot in self._slots:
+            if slot.request is not None and slot.pending is not None:
+                outputs.append((slot, n))
+                add(slot.pending, len(slot.cached), slot.seq_id, True)
+                slot.cached.append(slot.pending)
+                slot.pending = None
+        # Then prompt chunks, oldest request first, within what is left of n_batch.
+        budget = self._n_batch - n
+        for slot in self._slots:
+            request = slot.request
+            if request is None or slot.n_prompt_read >= len(request.prompt) or budget <= 0:
+                continue
+            chunk = request.prompt[slot.n_prompt_read : slot.n_prompt_read + budget]
+            for i, token in enumerate(chunk):
+                last = slot.n_prompt_read + i == len(request.prompt) - 1
+                if last:
+                    outputs.append((slot, n))
+                add(token, len(slot.cached), slot.seq_id, last)
+                slot.cached.append(token)
+            slot.n_prompt_read += len(chunk)
+            budget -= len(chunk)
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = lib.llama_decode(self._ctx, batch)
+        self.steps += 1
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status}")
+        for slot, index in outputs:
+            self._sample(slot, index)
+
+    def _sample(self, slot: _Slot, index: int) -> None:
+        request = slot.request
+        assert request is not None and slot.decoder is not None
+        lib, params = self._lib, request.params
+        token = int(lib.llama_sampler_sample(request.sampler, self._ctx, index))
+        if lib.llama_vocab_is_eog(self._vocab, token) and not params.ignore_eos:
+            self._finish(slot, event="stop")
+            return
+        slot.n_generated += 1
+        self._emit(request, TextPiece(slot.decoder.decode(self._piece(token)), 1))
+        limit = params.max_tokens if params.max_tokens and params.max_tokens > 0 else None
+        if (limit is not None and slot.n_generated >= limit) or len(slot.cached) >= self.n_ctx_seq:
+            # max_tokens is reached, or the token would not fit in the context to produce another one.
+            self._finish(slot, event="length")
+            return
+        slot.pending = token
+
+    def _piece(self, token: int) -> bytes:
+        size = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, False)
+        if size < 0:
+            buf = ctypes.create_string_buffer(-size)
+            size = self._lib.llama_token_to_piece(self._vocab, token, buf, -size, 0, False)
+            return bytes(buf.raw[:size])
+        return bytes(self._piece_buf.raw[:size])
+
+    def _finish(
+        self,
+        slot: _Slot,
+        *,
+        event: FinishReason | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        request = slot.request
+        assert request is not None
+        # `slot.cached` lists exactly the decoded tokens (a cancelled prompt read included), so the KV
+        # stays reusable; after an error the stream may be inconsistent, so the slot starts over.
+        if error is not None:
+            self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+        if error is not None:
+            self._emit(request, error)
+        elif event is not None and slot.decoder is not None:
+            tail = slot.decoder.decode(b"", final=True)
+            if tail:
+                self._emit(request, TextPiece(tail, 0))
+            self._emit(request, Finished(event, len(request.prompt), slot.n_generated))
+        self._lib.llama_sampler_free(request.sampler)
+        slot.request = None
+        slot.pending = None
+        slot.decoder = None
+        slot.last_used = time.monotonic()
+        request.done.set()
+
+    @staticmethod
+    def _emit(request: _Request, event: GenerationEvent | BaseException) -> None:
+        try:
+            request.loop.call_soon_threadsafe(request.queue.put_nowait, event)
+        except RuntimeError:
+            # The event loop is closed: nobody is listening any more.
+            request.cancel()
+
+
+def build_sampler(
+    lib: Any,
+    *,
+    vocab: Any,
+    n_vocab: int,
+    n_ctx: int,
+    params: SamplingParams,
+    grammar: str | None,
+    prompt: list[int],
+    eog_tokens: list[int],
+) -> Any:
+    """A llama.cpp sampler chain for one request, in llama.cpp's common order.
+
+    Prompt tokens are fed to the penalties sampler only (as llama-server does), before it joins the
+    chain, so a grammar never sees them.
+    """
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    biases = dict(params.logit_bias)
+    if params.ignore_eos:
+        for token in eog_tokens:
+            biases[token] = _NEG_INF
+    biases = {t: b for t, b in biases.items() if 0 <= t < n_vocab}
+    if biases:
+        array = (lib.llama_logit_bias * len(biases))()
+        for i, (token, bias) in enumerate(biases.items()):
+            array[i].token = token
+            array[i].bias = bias
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_logit_bias(n_vocab, len(biases), array))
+    if grammar:
+        grammar_sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not grammar_sampler:
+            lib.llama_sampler_free(chain)
+            raise InvalidRequest("the grammar is not valid GBNF", param="grammar", code="invalid_grammar")
+        lib.llama_sampler_chain_add(chain, grammar_sampler)
+    last_n = n_ctx if params.repeat_last_n < 0 else params.repeat_last_n
+    penalize = params.repeat_penalty not in (0.0, 1.0) or params.frequency_penalty or params.presence_penalty
+    if penalize and last_n > 0:
+        penalties = lib.llama_sampler_init_penalties(
+            n_vocab, last_n, params.repeat_penalty or 1.0, params.frequency_penalty, params.presence_penalty
+        )
+        for token in prompt[-last_n:]:
+            lib.llama_sampler_accept(penalties, token)
+        lib.llama_sampler_chain_add(chain, penalties)
+    seed = params.seed if params.seed is not None and params.seed >= 0 else random.getrandbits(32)
+    seed &= 0xFFFFFFFF
+    if seed == 0xFFFFFFFF:
+        seed = 0xFFFFFFFE  # llama.cpp reads 0xFFFFFFFF as "random"; keep a given seed deterministic
+    if params.temperature <= 0:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+    elif params.mirostat == 1:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+        lib.llama_sampler_chain_add(
+            chain,
+            lib.llama_sampler_init_mirostat(n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100),
+        )
+    elif params.mirostat == 2:
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+        lib.llama_sampler_chain_add(
+            chain, lib.llama_sampler_init_mirostat_v2(seed, params.mirostat_tau, params.mirostat_eta)
+        )
+    else:
+        if params.top_k > 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(params.top_k))
+        if 0 < params.typical_p < 1:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_typical(params.typical_p, 1))
+        if 0 < params.top_p < 1:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(params.min_p, 1))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+    return chain
