@@ -1,0 +1,67 @@
+"""Per GPU backend, a tiny model made here generates for real on an NVIDIA GPU (`make test-gpu`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localmodel_runtime.backends.base import Backend, Finished, SamplingParams, TextPiece
+from localmodel_runtime.config import ModelConfig
+
+pytestmark = pytest.mark.gpu
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tests.support.tiny_hf import tiny_llama  # noqa: E402
+
+GREEDY = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert torch.cuda.is_available(), "these tests need an NVIDIA GPU"
+    root = tmp_path_factory.mktemp("models")
+    tiny_llama(root / "tiny", hidden=128, heads=2)
+    return root
+
+
+async def generate(backend: Backend) -> Finished:
+    await backend.load()
+    try:
+        events = [e async for e in backend.generate("hello world", GREEDY)]
+    finally:
+        await backend.close()
+    assert all(isinstance(e, TextPiece) for e in events[:-1])
+    last = events[-1]
+    assert isinstance(last, Finished) and last.completion_tokens == 8
+    return last
+
+
+def config(backend: str, **keys: Any) -> ModelConfig:
+    return ModelConfig.model_validate(
+        {"name": "m", "backend": backend, "parameters": {"model": "tiny"}, **keys}
+    )
+
+
+@pytest.mark.parametrize("quantization", [None, "bnb_8bit", "bnb_4bit"])
+async def test_transformers_cuda(models: Path, quantization: str | None) -> None:
+    from localmodel_runtime.backends.transformers_backend import TransformersBackend
+
+    if quantization:
+        pytest.importorskip("bitsandbytes")
+    cfg = config(
+        "transformers", type="AutoModelForCausalLM", main_gpu="cuda.0", f16=True, quantization=quantization
+    )
+    backend = TransformersBackend(cfg, models)
+    await generate(backend)
+
+
+async def test_vllm(models: Path) -> None:
+    pytest.importorskip("vllm")
+    from localmodel_runtime.backends.vllm_backend import VLLMBackend
+
+    cfg = config("vllm", max_model_len=256, gpu_memory_utilization=0.2, enforce_eager=True)
+    await generate(VLLMBackend(cfg, models))
