@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Build a Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl) and helm from Go modules into .cache/bin/.
+#
+# Why from modules: kind needs Docker, which these machines do not run, and only the Go
+# module proxy is reachable (no release tarballs). See DESIGN.md, "Testing on a real
+# control plane without Docker".
+#
+# Idempotent: every binary has a stamp file (.cache/bin/.stamps/NAME) holding the pinned
+# version it was built at; a binary whose stamp matches is not rebuilt. Go's default module
+# and build caches are used, so a rebuild on the same machine is fast.
+#
+# Environment knobs: GO_BUILD_P (parallelism, default 2 -- the machines are small and
+# shared), K8S_VERSION / ETCD_VERSION / HELM_VERSION to override the pins.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+GO_BUILD_P="${GO_BUILD_P:-2}"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/.cache/bin"
+STAMPS="$BIN/.stamps"
+WORK="$ROOT/.cache/k8s-build"
+mkdir -p "$BIN" "$STAMPS" "$WORK"
+
+# Never let `go` fetch a newer toolchain (that would need network beyond the proxy), build
+# static binaries (no cgo toolchain needed), and do not stamp VCS info of this repo.
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+command -v go >/dev/null || { echo "build-k8s: 'go' not found on PATH" >&2; exit 1; }
+
+# A released version "vX.Y.Z" -> the staging modules' "v0.Y.Z".
+k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
+STAGING_VERSION="v0.${K8S_VERSION#v1.}"
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+is_current() { # NAME VERSION -> 0 when .cache/bin/NAME exists and was built at VERSION
+    [[ -x "$BIN/$1" && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]
+}
+
+# Write a throwaway module DIR whose tools.go blank-imports the main packages, so that
+# `go mod tidy` records every dependency in go.sum (the tools.go pattern).
+write_module() { # DIR MODULE_NAME PACKAGE...
+    local dir="$1" name="$2"; shift 2
+    mkdir -p "$dir"
+    printf 'module %s\n\ngo 1.26.0\n' "$name" >"$dir/go.mod"
+    {
+        printf '//go:build tools\n\npackage tools\n\nimport (\n'
+        printf '\t_ "%s"\n' "$@"
+        printf ')\n'
+    } >"$dir/tools.go"
+}
+
+build_in() { # DIR OUTPUT LDFLAGS PACKAGE... (OUTPUT ending in / = a directory: one binary per package)
+    local dir="$1" out="$2" ldflags="$3"; shift 3
+    (cd "$dir" && go build -p "$GO_BUILD_P" -trimpath -ldflags "-s -w $ldflags" -o "$out" "$@")
+}
+
+# ---------------------------------------------------------------- etcd
+if is_current etcd "$ETCD_VERSION"; then
+    echo "etcd: $ETCD_VERSION (cached)"
+else
+    # server/v3's own go.mod has `replace ../api` lines, so `go install` fails; as a
+    # dependency those replaces are ignored and sibling modules resolve at their tags.
+    d="$WORK/etcd-$ETCD_VERSION"
+    write_module "$d" localmodel.test/etcdbuild go.etcd.io/etcd/server/v3
+    (cd "$d" && go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy)
+    rm -f "$BIN/etcd"
+    build_in "$d" "$BIN/etcd" "-X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}" go.etcd.io/etcd/server/v3
+    echo "$ETCD_VERSION" >"$STAMPS/etcd"
+    echo "etcd: $ETCD_VERSION (built)"
+fi
+
+# ---------------------------------------------------------------- kubernetes
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+k8s_todo=()
+for b in "${K8S_BINS[@]}"; do
+    if is_current "$b" "$K8S_VERSION"; then echo "$b: $K8S_VERSION (cached)"; else k8s_todo+=("$b"); fi
+done
+if ((${#k8s_todo[@]})); then
+    d="$WORK/kubernetes-$K8S_VERSION"
+    pkgs=(); for b in "${k8s_todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+    write_module "$d" localmodel.test/k8sbuild "${K8S_BINS[@]/#/k8s.io/kubernetes/cmd/}"
+    (
+        cd "$d"
+        go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
+        # k8s.io/kubernetes requires its staging modules at v0.0.0, which the proxy does not
+        # have: replace EVERY one of them (the list grows each release, so read it from the
+        # tagged go.mod rather than hard-coding it) with its published v0.Y.Z.
+        kmod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
+        staging="$(grep -E '^\s*k8s\.io/[A-Za-z0-9._/-]+ v0\.0\.0(\s|$)' "$kmod" | awk '{print $1}' | sort -u)"
+        [[ -n "$staging" ]] || { echo "build-k8s: no staging modules found in $kmod" >&2; exit 1; }
+        for m in $staging; do go mod edit -replace="$m=$m@$STAGING_VERSION"; done
+        go mod tidy
+    )
+    # What hack/lib/version.sh stamps, for both version packages, so /version reports the
+    # pinned release (and compatibility-version checks see a real version, not v0.0.0).
+    ld=""
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$k8s_minor"
+        ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$BUILD_DATE -X $p.gitCommit=module-$K8S_VERSION"
+    done
+    rm -f "${k8s_todo[@]/#/$BIN/}"
+    build_in "$d" "$BIN/" "$ld" "${pkgs[@]}"
+    for b in "${k8s_todo[@]}"; do
+        echo "$K8S_VERSION" >"$STAMPS/$b"
+        echo "$b: $K8S_VERSION (built)"
+    done
+fi
+
+# ---------------------------------------------------------------- helm
+if is_current helm "$HELM_VERSION"; then
+    echo "helm: $HELM_VERSION (cached)"
+else
+    d="$WORK/helm-$HELM_VERSION"
+    write_module "$d" localmodel.test/helmbuild helm.sh/helm/v3/cmd/helm
+    (cd "$d" && go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
+    rm -f "$BIN/helm"
+    build_in "$d" "$BIN/helm" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/internal/version.gitCommit=module-$HELM_VERSION" \
+        helm.sh/helm/v3/cmd/helm
+    echo "$HELM_VERSION" >"$STAMPS/helm"
+    echo "helm: $HELM_VERSION (built)"
+fi

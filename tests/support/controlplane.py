@@ -1,0 +1,385 @@
+"""A real Kubernetes control plane as local processes: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler, built from Go modules by `scripts/build-k8s.sh`.
+
+Why: kind needs Docker, which the project's machines do not run (DESIGN.md, "Testing on a
+real control plane without Docker"). Unlike envtest this includes the controller manager
+(garbage collection, namespace deletion, Deployments -> ReplicaSets -> Pods, EndpointSlices,
+ServiceAccounts and their tokens) and the scheduler, with TLS and RBAC on as in a real cluster.
+Pods are run by the test-only process node (tests/support/processnode.py).
+
+`python -m tests.support.controlplane up|down|status` runs one for people (see cluster_cli.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from tests.support import pki
+from tests.support.podnet import gateway_ips
+
+REPO_ROOT: Path = Path(__file__).resolve().parents[2]
+CACHE: Path = REPO_ROOT / ".cache"
+BIN_DIR: Path = CACHE / "bin"
+CLUSTER_ROOT: Path = CACHE / "cluster"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def missing_binaries(bin_dir: Path = BIN_DIR) -> list[str]:
+    return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+
+
+def free_port() -> int:
+    """A port free on loopback right now (the kernel picks it; a tiny race is acceptable)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class _Component:
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class ControlPlane:
+    """Start with `start()` (or `with ControlPlane() as cp:`); `stop()` leaves nothing behind."""
+
+    name: str = field(default_factory=lambda: f"cp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    bin_dir: Path = BIN_DIR
+    kubeconfig_path: Path | None = None  # default: <instance dir>/kubeconfig
+    keep_dir: bool = False  # keep the instance dir (logs, etcd data) after stop, for debugging
+
+    def __post_init__(self) -> None:
+        self.dir = CLUSTER_ROOT / self.name
+        self.pki_dir = self.dir / "pki"
+        self.kubeconfig = self.kubeconfig_path or self.dir / "kubeconfig"
+        self.ports: dict[str, int] = {}
+        self._components: list[_Component] = []
+        self.server = ""
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120.0) -> None:
+        missing = missing_binaries(self.bin_dir)
+        if missing:
+            raise ControlPlaneError(
+                f"control-plane binaries missing from {self.bin_dir}: {', '.join(missing)}; "
+                "run `make k8s-bins`"
+            )
+        deadline = time.monotonic() + timeout
+        try:
+            self._prepare()
+            self._spawn(self._etcd())
+            self._wait(lambda: self._etcd_healthy(), "etcd /health", deadline)
+            self._spawn(self._apiserver())
+            self._wait(lambda: self._get("/readyz") == 200, "kube-apiserver /readyz", deadline)
+            self._spawn(self._controller_manager())
+            self._spawn(self._scheduler())
+            # The serviceaccount controller creates `default` in every namespace: its presence
+            # shows that the controller manager is up and authorised.
+            sa = "/api/v1/namespaces/default/serviceaccounts/default"
+            self._wait(lambda: self._get(sa) == 200, "the default ServiceAccount", deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the components one by one in reverse start order (SIGTERM to the process group,
+        SIGKILL after `grace`). One at a time on purpose: with etcd gone first, the apiserver's
+        graceful shutdown hangs on storage timeouts (10 s instead of 1 s)."""
+        for comp in reversed(self._components):
+            if comp.proc is None:
+                continue
+            _signal_group(comp.proc.pid, signal.SIGTERM)
+            try:
+                comp.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(comp.proc.pid, signal.SIGKILL)
+                comp.proc.wait(timeout=grace)
+            # The group may still hold children that outlived the leader.
+            _signal_group(comp.proc.pid, signal.SIGKILL)
+        self._components.clear()
+        if not self.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self.kubeconfig_path is not None:
+                self.kubeconfig_path.unlink(missing_ok=True)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.proc.pid for c in self._components if c.proc is not None}
+
+    # ------------------------------------------------------------------ helpers for tests
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+        res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise ControlPlaneError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the apiserver and authenticates as cluster admin (system:masters)."""
+        ctx = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
+        return ctx
+
+    # ------------------------------------------------------------------ internals
+    def _prepare(self) -> None:
+        reap_stale_instances()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "logs").mkdir(parents=True)
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
+        self.pki_dir.mkdir()
+        for p in ("etcd_client", "etcd_peer", "apiserver", "kcm", "scheduler"):
+            self.ports[p] = free_port()
+        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        d = self.pki_dir
+        ca = pki.make_ca(d)
+        pki.issue(
+            ca,
+            d,
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            # Pods reach the apiserver through the process node's bridge address.
+            ips=("127.0.0.1", "10.96.0.1", *gateway_ips()),
+        )
+        # Each client's identity is what RBAC's bootstrap policy expects for it.
+        pki.issue(ca, d, "admin", "localmodel-admin", organization="system:masters")
+        pki.issue(ca, d, "kcm", "system:kube-controller-manager")
+        pki.issue(ca, d, "scheduler", "system:kube-scheduler")
+        pki.make_rsa_keypair(d / "sa.key", d / "sa.pub")
+        for user in ("admin", "kcm", "scheduler"):
+            path = self.kubeconfig if user == "admin" else self.dir / f"{user}.kubeconfig"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self._kubeconfig_text(user))
+            path.chmod(0o600)
+
+    def _kubeconfig_text(self, user: str) -> str:
+        d = self.pki_dir
+        return (
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: localmodel-test\n  cluster:\n    server: {self.server}\n"
+            f"    certificate-authority: {d / 'ca.crt'}\n"
+            f"users:\n- name: {user}\n  user:\n    client-certificate: {d / (user + '.crt')}\n"
+            f"    client-key: {d / (user + '.key')}\n"
+            f"contexts:\n- name: localmodel-test\n  context:\n    cluster: localmodel-test\n"
+            f"    user: {user}\n    namespace: default\n"
+            "current-context: localmodel-test\n"
+        )
+
+    def _etcd(self) -> _Component:
+        client = f"http://127.0.0.1:{self.ports['etcd_client']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd_peer']}"
+        return _Component(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                f"--name={self.name}",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster={self.name}={peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            self.dir / "logs" / "etcd.log",
+        )
+
+    def _apiserver(self) -> _Component:
+        d = self.pki_dir
+        return _Component(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd_client']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--cert-dir={self.dir / 'apiserver-certs'}",
+                f"--tls-cert-file={d / 'apiserver.crt'}",
+                f"--tls-private-key-file={d / 'apiserver.key'}",
+                f"--client-ca-file={d / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                "--anonymous-auth=false",
+                "--allow-privileged=true",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={d / 'sa.pub'}",
+                f"--service-account-signing-key-file={d / 'sa.key'}",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.dir / "logs" / "kube-apiserver.log",
+        )
+
+    def _controller_manager(self) -> _Component:
+        d, kc = self.pki_dir, str(self.dir / "kcm.kubeconfig")
+        return _Component(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['kcm']}",
+                f"--cert-dir={self.dir / 'kcm-certs'}",
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={d / 'sa.key'}",
+                f"--root-ca-file={d / 'ca.crt'}",
+                f"--cluster-signing-cert-file={d / 'ca.crt'}",
+                f"--cluster-signing-key-file={d / 'ca.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allocate-node-cidrs=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.dir / "logs" / "kube-controller-manager.log",
+        )
+
+    def _scheduler(self) -> _Component:
+        kc = str(self.dir / "scheduler.kubeconfig")
+        return _Component(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                f"--cert-dir={self.dir / 'scheduler-certs'}",
+                "--leader-elect=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.dir / "logs" / "kube-scheduler.log",
+        )
+
+    def _spawn(self, comp: _Component) -> None:
+        with comp.log.open("ab") as log:
+            # Own session = own process group, so stop() can signal the whole group.
+            comp.proc = subprocess.Popen(
+                comp.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.dir,
+            )
+        self._components.append(comp)
+        (self.dir / "pids.json").write_text(json.dumps(self.pids))
+
+    def _wait(self, ready: Callable[[], bool], what: str, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            for comp in self._components:
+                if comp.proc is not None and comp.proc.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{comp.name} exited with {comp.proc.returncode} while waiting for {what}; "
+                        f"log tail:\n{_tail(comp.log)}"
+                    )
+            try:
+                if ready():
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            time.sleep(0.25)
+        logs = "\n".join(f"--- {c.name}\n{_tail(c.log)}" for c in self._components)
+        raise ControlPlaneError(f"timed out waiting for {what}\n{logs}")
+
+    def _etcd_healthy(self) -> bool:
+        r = httpx.get(f"http://127.0.0.1:{self.ports['etcd_client']}/health", timeout=2)
+        return r.status_code == 200 and '"health":"true"' in r.text.replace(" ", "")
+
+    def _get(self, path: str) -> int:
+        with httpx.Client(verify=self.ssl_context(), timeout=5) as client:
+            return client.get(self.server + path).status_code
+
+
+def reap_stale_instances() -> None:
+    """Kill what an earlier owner (a test run killed with SIGKILL, say) left running, so that
+    leftovers cannot pile up. Only processes still running one of our binaries are touched."""
+    for owner_file in CLUSTER_ROOT.glob("*/owner.pid"):
+        instance = owner_file.parent
+        try:
+            owner = int(owner_file.read_text())
+            os.kill(owner, 0)
+            continue  # its owner is alive: not ours to touch
+        except (ValueError, OSError):
+            pass
+        try:
+            pids = json.loads((instance / "pids.json").read_text()).values()
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(BIN_DIR).encode() in cmdline:
+                _signal_group(int(pid), signal.SIGKILL)
+        shutil.rmtree(instance, ignore_errors=True)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+if __name__ == "__main__":
+    from tests.support.cluster_cli import main
+
+    sys.exit(main(sys.argv[1:]))
