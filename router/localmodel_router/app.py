@@ -1,0 +1,358 @@
+"""The router as a plain ASGI app: routing by path, authentication, model choice, and the small
+endpoints (`/v1/models`, health, metrics). No framework on the hot path: per request it reads a few
+headers, parses the JSON body once with orjson and hands over to the forwarder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from localmodel_router.auth import ApiKeys, bearer_token
+from localmodel_router.autosetup import AutoSetup, Requester
+from localmodel_router.errors import RouterError
+from localmodel_router.metrics import Metrics
+from localmodel_router.proxy import Forwarder, parse_body
+from localmodel_router.scaling import ScaleManager
+from localmodel_router.settings import RouterSettings
+from localmodel_router.table import ModelEntry, ModelTable, Scaler
+from localmodel_router.types import Receive, Scope, Send
+from localmodel_router.upstream import Pool
+
+log = logging.getLogger("localmodel.router")
+
+PROXIED = frozenset({"/chat/completions", "/completions", "/edits", "/embeddings"})
+# Request headers passed on to the runtime; everything else (the router's API key included) stays.
+_FORWARDED = frozenset({b"accept", b"x-request-id", b"user-agent", b"traceparent", b"tracestate"})
+_JSON = [(b"content-type", b"application/json")]
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class ClientGone(Exception):
+    """The client went away while its request was being read."""
+
+
+class Discovery:
+    """What feeds the table: started in the app's lifespan, stopped at shutdown."""
+
+    scaler: Scaler | None = None
+
+    async def start(self, table: ModelTable) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+
+class RouterApp:
+    def __init__(
+        self,
+        table: ModelTable,
+        discovery: Discovery | None = None,
+        settings: RouterSettings | None = None,
+        keys: ApiKeys | None = None,
+        scaler: Scaler | None = None,
+        autosetup: AutoSetup | None = None,
+    ) -> None:
+        self.table = table
+        self.discovery = discovery
+        self.settings = settings or RouterSettings()
+        self.keys = keys or ApiKeys(set())
+        self.metrics = Metrics(table)
+        self.pool = Pool(self.settings.connect_timeout)
+        self.scale = ScaleManager(
+            table,
+            scaler or (discovery.scaler if discovery else None),
+            wake_hold=self.settings.cold_start_timeout,
+        )
+        self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
+        self.autosetup = autosetup
+        self._background: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    # lifespan
+    async def startup(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.start(self.table)
+        else:
+            self.table.synced = True
+        self._background.append(asyncio.get_running_loop().create_task(self.scale.run()))
+
+    async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
+        if self.discovery is not None:
+            await self.discovery.stop()
+        self.pool.close()
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("router start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # http
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        route = path[3:] if path.startswith("/v1/") else path
+        try:
+            if route in PROXIED:
+                if method != "POST":
+                    raise RouterError(405, f"{path} accepts POST only", "method_not_allowed")
+                await self.proxy(scope, receive, send, route)
+                return
+            handler = self._simple(route, method)
+            if handler is None:
+                raise RouterError(404, f"no route for {method} {path}", "not_found")
+            await handler(scope, send)
+        except RouterError as exc:
+            await respond(send, exc.status, exc.body(), _JSON + exc.headers)
+
+    def _simple(self, route: str, method: str) -> Callable[[Scope, Send], Awaitable[None]] | None:
+        if method not in ("GET", "HEAD"):
+            return None
+        if route == "/models":
+            return self.list_models
+        if route.startswith("/models/"):
+            return self.get_model
+        return {"/healthz": self.healthz, "/readyz": self.readyz, "/metrics": self.prometheus}.get(route)
+
+    def _authorise(self, scope: Scope) -> str | None:
+        """The bearer token; 401 when keys are configured and it is not one of them."""
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+                break
+        token = bearer_token(authorization)
+        if self.keys.enabled and not self.keys.check(token):
+            message = "Missing API key" if token is None else "Incorrect API key provided"
+            raise RouterError(401, message, "invalid_api_key")
+        return token
+
+    async def list_models(self, scope: Scope, send: Send) -> None:
+        self._authorise(scope)
+        data = [_model_object(e) for e in self.table.models.values()]
+        await respond(send, 200, orjson.dumps({"object": "list", "data": data}), _JSON)
+
+    async def get_model(self, scope: Scope, send: Send) -> None:
+        self._authorise(scope)
+        name = scope["path"].split("/models/", 1)[1]
+        entry = self.table.get(name)
+        if entry is None:
+            raise RouterError(404, f"The model `{name}` does not exist", "model_not_found", "model")
+        await respond(send, 200, orjson.dumps(_model_object(entry)), _JSON)
+
+    async def healthz(self, scope: Scope, send: Send) -> None:
+        await respond(send, 200, b'{"status":"ok"}', _JSON)
+
+    async def readyz(self, scope: Scope, send: Send) -> None:
+        if not self.table.synced:
+            raise RouterError(503, "discovery has not synced yet", "not_ready")
+        await respond(send, 200, b'{"status":"ok"}', _JSON)
+
+    async def prometheus(self, scope: Scope, send: Send) -> None:
+        await respond(send, 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")])
+
+    def choose_model(self, data: dict[str, Any], token: str | None) -> ModelEntry:
+        models = self.table.models
+        name = data.get("model")
+        if isinstance(name, str) and name:
+            entry = models.get(name)
+            if entry is None:
+                raise RouterError(404, f"The model `{name}` does not exist", "model_not_found", "model")
+            return entry
+        if token is not None and token in models:  # exact name, never a pattern
+            return models[token]
+        if len(models) == 1:
+            return next(iter(models.values()))
+        raise RouterError(
+            404,
+            f"no model named in the request and {len(models)} models are served; set `model`",
+            "model_not_found",
+            "model",
+        )
+
+    async def proxy(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        started = time.perf_counter()
+        token = self._authorise(scope)
+        settings = self.settings
+        length: int | None = None
+        forwarded: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name in _FORWARDED:
+                forwarded.append(name + b": " + value + b"\r\n")
+        if length is not None and length > settings.max_body_bytes:
+            raise _too_large(settings.max_body_bytes)
+        try:
+            body = await read_body(receive, settings.max_body_bytes)
+        except ClientGone:
+            return
+        data = parse_body(body)
+        try:
+            entry = self.choose_model(data, token)
+        except RouterError as exc:
+            requested = data.get("model")
+            if self.autosetup is None or exc.code != "model_not_found" or not isinstance(requested, str):
+                raise
+            found = await self._auto_setup(requested, scope, receive)
+            if found is None:
+                return  # the client went away while its model was being set up
+            entry = found
+        metrics = self.metrics.model(entry.name)
+        query = scope.get("query_string") or b""
+        target = b"/v1" + route.encode() + (b"?" + query if query else b"")
+        head = b"".join(
+            (
+                b"POST ",
+                target,
+                b" HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: ",
+                str(len(body)).encode(),
+                b"\r\n",
+                *forwarded,
+            )
+        )
+        entry.in_flight += 1
+        entry.last_used = time.monotonic()
+        self.scale.touched(entry)
+        # A client that goes away cancels this task, and with it the upstream request.
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _DisconnectWatch(task)
+        watcher = asyncio.get_running_loop().create_task(watch.run(receive))
+        status = 500
+        try:
+            status = await self.forwarder.forward(send, entry, metrics, data, head, body, started)
+        except RouterError as exc:
+            status = exc.status
+            await respond(send, exc.status, exc.body(), _JSON + exc.headers)
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            task.uncancel()
+            status = 499  # nginx's "client closed request"
+        finally:
+            watch.done = True
+            watcher.cancel()
+            entry.in_flight -= 1
+            entry.last_used = time.monotonic()
+        metrics.request(status)
+        metrics.latency.observe(time.perf_counter() - started)
+
+    async def _auto_setup(self, requested: str, scope: Scope, receive: Receive) -> ModelEntry | None:
+        """Automatic setup of an unknown model, holding the request; None when the client left."""
+        assert self.autosetup is not None
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _DisconnectWatch(task)
+        watcher = asyncio.get_running_loop().create_task(watch.run(receive))
+        try:
+            return await self.autosetup.serve(Requester(requested, _client(scope)))
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            task.uncancel()
+            return None
+        finally:
+            watch.done = True
+            watcher.cancel()
+
+
+def _client(scope: Scope) -> str:
+    """The requesting client for an Event: its address, and X-Forwarded-For when a proxy sent one."""
+    client = scope.get("client")
+    who = f"{client[0]}" if client else "unknown client"
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            who += f" (x-forwarded-for: {value.decode('latin-1')[:200]})"
+            break
+    return who
+
+
+class _DisconnectWatch:
+    __slots__ = ("done", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.done = False
+        self.fired = False
+
+    async def run(self, receive: Receive) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect" and not self.done:
+            self.fired = True
+            self.task.cancel()
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
+    parts = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+def _too_large(limit: int) -> RouterError:
+    return RouterError(413, f"the request body exceeds the limit of {limit} bytes", "request_too_large")
+
+
+def _model_object(entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": entry.created,
+        "owned_by": "localmodel",
+        "ready": bool(entry.ready_endpoints),
+        "endpoints": len(entry.endpoints),
+        "ready_endpoints": len(entry.ready_endpoints),
+    }
+
+
+async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

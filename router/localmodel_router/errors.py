@@ -1,0 +1,90 @@
+"""OpenAI-shaped errors: every answer the router gives that is not the upstream's own success.
+
+The official clients unwrap `{"error": {"message", "type", "param", "code"}}` and map the HTTP status
+to an exception class, so every path (ours, and upstream bodies we relay) ends up in this shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+# The `type` OpenAI uses for each status class; clients only display it, but keep it conventional.
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_type(status: int) -> str:
+    if status in _TYPES:
+        return _TYPES[status]
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def error_body(
+    message: str, status: int, code: str | None = None, param: str | None = None, type_: str | None = None
+) -> bytes:
+    error = {"message": message, "type": type_ or error_type(status), "param": param, "code": code}
+    return orjson.dumps({"error": error})
+
+
+class RouterError(Exception):
+    """A failure answered to the client with `status` and an OpenAI error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or []
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.status, self.code, self.param)
+
+
+def normalise_error_body(status: int, body: bytes) -> bytes:
+    """Turn an upstream error body of any shape into OpenAI's.
+
+    Seen in the wild: OpenAI's own shape (kept, missing keys filled), vLLM's flat
+    `{"object": "error", "message", "code": 400}`, `{"error": "<string>"}`, and plain text.
+    """
+    try:
+        data: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    message: str | None = None
+    code: Any = None
+    param: Any = None
+    type_: Any = None
+    if isinstance(data, dict):
+        inner = data.get("error", data)
+        if isinstance(inner, str):
+            message = inner
+        elif isinstance(inner, dict):
+            raw = inner.get("message", inner.get("detail"))
+            message = raw if isinstance(raw, str) else (orjson.dumps(raw).decode() if raw else None)
+            code, param, type_ = inner.get("code"), inner.get("param"), inner.get("type")
+    if message is None:
+        text = body.decode("utf-8", "replace").strip()
+        message = text[:2000] if text else f"upstream answered HTTP {status}"
+    # OpenAI's `code` is a string or null; some servers put the HTTP status there as an integer.
+    code_out = code if isinstance(code, str) else None
+    param_out = param if isinstance(param, str) else None
+    type_out = type_ if isinstance(type_, str) and type_ else None
+    return error_body(message, status, code_out, param_out, type_out)

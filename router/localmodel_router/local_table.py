@@ -1,0 +1,144 @@
+"""Local discovery: a YAML or JSON file mapping model names to `host:port` endpoints.
+
+Two spellings, both accepted:
+
+    models:                                  # what `localmodel up` writes
+      - name: gemma-3-270m
+        endpoints: ["127.0.0.1:40123", {address: "127.0.0.1:40124", ready: false}]
+        loadBalancing: prefixAffinity        # optional, default leastInFlight
+        minReplicas: 0                       # optional
+        scaleDownDelaySeconds: 120           # optional
+
+    gemma-3-270m: ["127.0.0.1:40123"]        # plain mapping: name → endpoints
+
+The file is re-read when it changes (polled), so a supervisor can add or move models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localmodel_router.app import Discovery
+from localmodel_router.table import STRATEGIES, ModelSettings, ModelTable, Scaler, split_address
+
+log = logging.getLogger("localmodel.router")
+
+TableData = dict[str, tuple[ModelSettings, list[tuple[str, bool]]]]
+
+
+class TableError(Exception):
+    """The local table is invalid; the message names the file and the problem in one line."""
+
+
+def _endpoint(raw: Any, where: str) -> tuple[str, bool]:
+    if isinstance(raw, str):
+        address, ready = raw, True
+    elif isinstance(raw, dict) and isinstance(raw.get("address"), str):
+        address, ready = raw["address"], bool(raw.get("ready", True))
+    else:
+        raise TableError(f"{where}: an endpoint is a 'host:port' string or {{address, ready}}")
+    try:
+        split_address(address)
+    except ValueError as exc:
+        raise TableError(f"{where}: {exc}") from None
+    return address, ready
+
+
+def _settings(raw: dict[str, Any], where: str) -> ModelSettings:
+    strategy = raw.get("loadBalancing", "leastInFlight")
+    if strategy not in STRATEGIES:
+        raise TableError(f"{where}: loadBalancing must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    min_replicas = raw.get("minReplicas")
+    if min_replicas is not None and (not isinstance(min_replicas, int) or min_replicas < 0):
+        raise TableError(f"{where}: minReplicas must be a non-negative integer")
+    delay = raw.get("scaleDownDelaySeconds", 300)
+    if not isinstance(delay, int | float) or delay < 0:
+        raise TableError(f"{where}: scaleDownDelaySeconds must be a non-negative number")
+    return ModelSettings(strategy=strategy, min_replicas=min_replicas, scale_down_delay=float(delay))
+
+
+def parse_table(data: Any, source: str) -> TableData:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TableError(f"{source}: expected a mapping at the top")
+    models: TableData = {}
+    if "models" in data and isinstance(data["models"], list):
+        for index, item in enumerate(data["models"]):
+            where = f"{source}: models[{index}]"
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+                raise TableError(f"{where}: each model needs a 'name'")
+            endpoints = item.get("endpoints", [])
+            if not isinstance(endpoints, list):
+                raise TableError(f"{where}: 'endpoints' must be a list")
+            if item["name"] in models:
+                raise TableError(f"{where}: model {item['name']!r} is listed twice")
+            models[item["name"]] = (_settings(item, where), [_endpoint(e, where) for e in endpoints])
+        return models
+    for name, endpoints in data.items():
+        where = f"{source}: {name}"
+        if not isinstance(endpoints, list):
+            raise TableError(f"{where}: expected a list of endpoints")
+        models[str(name)] = (ModelSettings(), [_endpoint(e, where) for e in endpoints])
+    return models
+
+
+def load_table(path: Path) -> TableData:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TableError(f"cannot read local table {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as exc:
+        raise TableError(f"{path}: invalid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    return parse_table(data, str(path))
+
+
+class LocalDiscovery(Discovery):
+    def __init__(self, path: Path, poll_interval: float = 1.0, scaler: Scaler | None = None) -> None:
+        self.path = path
+        self.poll_interval = poll_interval
+        self.scaler = scaler
+        self._task: asyncio.Task[None] | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    def _changed(self) -> bool:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return False
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+    async def start(self, table: ModelTable) -> None:
+        self._changed()
+        table.replace_all(load_table(self.path))
+        table.synced = True
+        self._task = asyncio.get_running_loop().create_task(self._poll(table))
+
+    async def _poll(self, table: ModelTable) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if not self._changed():
+                continue
+            try:
+                table.replace_all(load_table(self.path))
+                log.info("reloaded %s", self.path)
+            except TableError as exc:
+                log.error("keeping the previous table: %s", exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

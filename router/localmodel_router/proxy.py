@@ -1,0 +1,208 @@
+"""Forwarding one OpenAI request to an endpoint of its model, and its response back, unbuffered.
+
+Retry rule: a connection failure, or a 5xx status, before anything has been sent to the client goes
+once to another ready endpoint. After the first byte nothing is retried; a stream that breaks ends
+with an SSE `data: {"error": ...}` event, which the OpenAI clients raise as `APIError`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from localmodel_router.balance import PrefixAffinity, least_in_flight, prefix_key
+from localmodel_router.errors import RouterError, error_body, normalise_error_body
+from localmodel_router.metrics import ModelMetrics
+from localmodel_router.scaling import ScaleManager
+from localmodel_router.settings import RouterSettings
+from localmodel_router.table import Endpoint, ModelEntry, ModelTable
+from localmodel_router.types import Send
+from localmodel_router.upstream import Pool, Response, UpstreamError
+
+_SSE = b"text/event-stream"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_EXTRA = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+_STATUS_FOR_FAILURE = {"first_byte_timeout": 504, "idle_timeout": 504, "connect_timeout": 502}
+
+
+def failure_error(exc: UpstreamError) -> RouterError:
+    code = "upstream_timeout" if exc.kind.endswith("timeout") else "upstream_unavailable"
+    return RouterError(_STATUS_FOR_FAILURE.get(exc.kind, 502), str(exc), code)
+
+
+def stream_error_event(message: str, code: str) -> bytes:
+    return b"data: " + error_body(message, 502, code) + b"\n\n"
+
+
+class Forwarder:
+    def __init__(self, table: ModelTable, pool: Pool, settings: RouterSettings, scale: ScaleManager) -> None:
+        self.table = table
+        self.pool = pool
+        self.settings = settings
+        self.scale = scale
+        self.waiting = 0
+        self._affinity: dict[str, PrefixAffinity] = {}
+
+    async def ready_endpoints(self, entry: ModelEntry, metrics: ModelMetrics) -> list[Endpoint]:
+        """The model's ready endpoints, waking it from zero and waiting (bounded) when it has none."""
+        if entry.ready_endpoints:
+            return entry.ready_endpoints
+        settings = self.settings
+        retry_after = [(b"retry-after", str(settings.retry_after).encode())]
+        if self.waiting >= settings.max_waiting:
+            raise RouterError(
+                503, f"model {entry.name!r} has no ready endpoint", "model_not_ready", None, retry_after
+            )
+        if self.scale.can_wake(entry) and self.scale.wake(entry):
+            metrics.scale_ups.inc()
+        self.waiting += 1
+        try:
+            found = await self.table.wait_ready(entry.name, settings.cold_start_timeout)
+        finally:
+            self.waiting -= 1
+        if found is None or not found.ready_endpoints:
+            message = f"model {entry.name!r} has no ready endpoint after {settings.cold_start_timeout:g}s"
+            raise RouterError(503, message, "model_not_ready", None, retry_after)
+        return found.ready_endpoints
+
+    def choose(self, entry: ModelEntry, endpoints: list[Endpoint], data: dict[str, Any]) -> Endpoint:
+        if entry.settings.strategy == "prefixAffinity":
+            affinity = self._affinity.get(entry.name)
+            if affinity is None:
+                affinity = self._affinity[entry.name] = PrefixAffinity()
+            return affinity.choose(endpoints, prefix_key(data))
+        return least_in_flight(endpoints)
+
+    async def forward(
+        self,
+        send: Send,
+        entry: ModelEntry,
+        metrics: ModelMetrics,
+        data: dict[str, Any],
+        head: bytes,
+        body: bytes,
+        started: float,
+    ) -> int:
+        """Send the request (with the one retry) and relay the response; returns the status sent.
+
+        `head` is the request line and headers without `host` and without the blank line: the
+        endpoint is only known here.
+        """
+        endpoints = await self.ready_endpoints(entry, metrics)
+        endpoint = self.choose(entry, endpoints, data)
+        settings = self.settings
+        retried = False
+        while True:
+            endpoint.in_flight += 1
+            request = b"".join((head, b"host: ", endpoint.address.encode(), b"\r\n\r\n", body))
+            try:
+                response = await self.pool.request(
+                    endpoint.host, endpoint.port, request, settings.first_byte_timeout
+                )
+            except UpstreamError as exc:
+                endpoint.in_flight -= 1
+                metrics.upstream_error(exc.kind)
+                other = self._other(entry, endpoint)
+                # A first-byte timeout is not retried: the upstream may still be working on it.
+                if retried or other is None or exc.kind == "first_byte_timeout":
+                    raise failure_error(exc) from exc
+                retried = True
+                metrics.retries.inc()
+                endpoint = other
+                continue
+            except BaseException:
+                endpoint.in_flight -= 1
+                raise
+            if response.status >= 500 and not retried:
+                other = self._other(entry, endpoint)
+                if other is not None:
+                    metrics.upstream_error("5xx")
+                    metrics.retries.inc()
+                    retried = True
+                    endpoint.in_flight -= 1
+                    response.release()
+                    endpoint = other
+                    continue
+            try:
+                return await self._relay(send, response, metrics, started)
+            finally:
+                response.release()
+                endpoint.in_flight -= 1
+
+    def _other(self, entry: ModelEntry, failed: Endpoint) -> Endpoint | None:
+        others = [e for e in entry.ready_endpoints if e is not failed]
+        return least_in_flight(others) if others else None
+
+    async def _relay(self, send: Send, response: Response, metrics: ModelMetrics, started: float) -> int:
+        status = response.status
+        idle = self.settings.idle_timeout
+        if status >= 400:
+            if status >= 500:
+                metrics.upstream_error("5xx")
+            try:
+                raw = await response.read_all(idle)
+            except UpstreamError:
+                raw = b""
+            payload = normalise_error_body(status, raw)
+            headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return status
+        content_type = response.header(b"content-type") or b"application/json"
+        headers = [(b"content-type", content_type)]
+        request_id = response.header(b"x-request-id")
+        if request_id is not None:
+            headers.append((b"x-request-id", request_id))
+        is_sse = content_type.startswith(_SSE)
+        if is_sse:
+            headers.extend(_SSE_EXTRA)
+        if response.complete:
+            # Small answers arrive with their head: one write, with a length.
+            payload = response.take_buffered()
+            headers.append((b"content-length", str(len(payload)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            metrics.ttft.observe(time.perf_counter() - started)
+            await send({"type": "http.response.body", "body": payload})
+            return status
+        if not is_sse:
+            length = response.header(b"content-length")
+            if length is not None:
+                headers.append((b"content-length", length))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        first = True
+        tail = b"\n\n"
+        while True:
+            try:
+                chunk = await response.read(idle)
+            except UpstreamError as exc:
+                metrics.upstream_error(exc.kind)
+                if not is_sse:
+                    raise  # a body with a length cannot be ended early: the server drops the connection
+                # Start a fresh event if the upstream stopped in the middle of one.
+                prefix = b"" if tail.endswith(b"\n\n") else b"\n\n"
+                event = prefix + stream_error_event(
+                    f"upstream failed mid-stream: {exc}", "upstream_" + exc.kind
+                )
+                await send({"type": "http.response.body", "body": event})
+                return status
+            if not chunk:
+                break
+            if first:
+                first = False
+                metrics.ttft.observe(time.perf_counter() - started)
+            tail = chunk[-2:]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return status
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RouterError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise RouterError(400, "the request body must be a JSON object", "invalid_json")
+    return data

@@ -1,0 +1,160 @@
+"""The routing table: model name → endpoints with readiness, and per-model settings.
+
+Discovery sources (a local file, Kubernetes) write it; the proxy reads it on every request, so reads
+are plain attribute access. Endpoint objects survive updates that keep their address, which keeps
+their in-flight counters (the balancer's only state) correct across discovery churn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Strategy = Literal["leastInFlight", "prefixAffinity"]
+STRATEGIES: tuple[Strategy, ...] = ("leastInFlight", "prefixAffinity")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); ValueError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"endpoint {address!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"endpoint {address!r}: port out of range")
+    return host, number
+
+
+@dataclass(eq=False)
+class Endpoint:
+    address: str
+    ready: bool = True
+    in_flight: int = 0
+    host: str = field(init=False)
+    port: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.host, self.port = split_address(self.address)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    strategy: Strategy = "leastInFlight"
+    min_replicas: int | None = None
+    """0 means the model may scale to zero: the router wakes it and owns its idle timer."""
+    scale_down_delay: float = 300.0
+    namespace: str | None = None
+    resource_name: str | None = None
+    """The LocalModel object's name (the API name may differ), for the Kubernetes scaler."""
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    name: str
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    created: int = field(default_factory=lambda: int(time.time()))
+    ready_endpoints: list[Endpoint] = field(default_factory=list)
+    """Kept in step with `endpoints` by `ModelTable` so the hot path does not filter per request."""
+    in_flight: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class Scaler(Protocol):
+    """Changes how many replicas a model has: Kubernetes patches the scale subresource, local mode
+    starts or stops a process."""
+
+    async def scale_up(self, model: ModelEntry) -> None: ...
+
+    async def scale_down(self, model: ModelEntry) -> None: ...
+
+
+class ModelTable:
+    def __init__(self) -> None:
+        self.models: dict[str, ModelEntry] = {}
+        self.synced = False
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def get(self, name: str) -> ModelEntry | None:
+        return self.models.get(name)
+
+    def upsert_model(self, name: str, settings: ModelSettings, created: int | None = None) -> ModelEntry:
+        entry = self.models.get(name)
+        if entry is None:
+            entry = ModelEntry(name, settings)
+            if created is not None:
+                entry.created = created
+            self.models[name] = entry
+        else:
+            entry.settings = settings
+        self._notify(entry)
+        return entry
+
+    def remove_model(self, name: str) -> None:
+        entry = self.models.pop(name, None)
+        if entry is not None:
+            self._notify(entry)
+
+    def set_endpoints(self, name: str, endpoints: Iterable[tuple[str, bool]]) -> None:
+        """Replace a model's endpoints; known addresses keep their Endpoint object (and counters)."""
+        entry = self.models.get(name)
+        if entry is None:
+            return
+        known = {e.address: e for e in entry.endpoints}
+        fresh: list[Endpoint] = []
+        for address, ready in endpoints:
+            endpoint = known.get(address)
+            if endpoint is None:
+                endpoint = Endpoint(address, ready)
+            endpoint.ready = ready
+            fresh.append(endpoint)
+        entry.endpoints = fresh
+        entry.ready_endpoints = [e for e in fresh if e.ready]
+        self._notify(entry)
+
+    def replace_all(self, models: dict[str, tuple[ModelSettings, list[tuple[str, bool]]]]) -> None:
+        """Make the table equal to `models` (a reloaded local table, a relisted cluster)."""
+        for name in list(self.models):
+            if name not in models:
+                self.remove_model(name)
+        for name, (settings, endpoints) in models.items():
+            self.upsert_model(name, settings)
+            self.set_endpoints(name, endpoints)
+
+    async def wait_ready(
+        self,
+        name: str,
+        timeout: float,  # noqa: ASYNC109
+        missing_ok: bool = False,
+    ) -> ModelEntry | None:
+        """Wait until `name` has a ready endpoint (or is gone); None after `timeout` seconds. With
+        `missing_ok` an absent model is waited for too (one being created)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            entry = self.models.get(name)
+            if (entry is None and not missing_ok) or (entry is not None and entry.ready_endpoints):
+                return entry
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(name, []).append(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except TimeoutError:
+                return None
+            finally:
+                waiters = self._waiters.get(name)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+
+    def _notify(self, entry: ModelEntry) -> None:
+        for waiter in self._waiters.pop(entry.name, []):
+            if not waiter.done():
+                waiter.set_result(None)

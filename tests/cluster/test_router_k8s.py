@@ -1,0 +1,237 @@
+"""The real router process discovering LocalModels and EndpointSlices on a real API server.
+
+No operator here: each test makes the objects the operator would (a Deployment of small HTTP pods and
+the Service named after the LocalModel), so the router's side is tested alone. The router runs as a
+ServiceAccount bound to the chart's router rules, not as admin. Where a test needs the operator's
+reaction to the scale subresource (replicas → Deployment), a stand-in thread mirrors it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.fixtures import Cluster
+from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+JsonDict = dict[str, Any]
+
+
+def localmodel(name: str, api_name: str, deployment: JsonDict | None = None) -> str:
+    spec: JsonDict = {"name": api_name, "backend": "llama", "parameters": {"model": "x.gguf"}}
+    if deployment:
+        spec["deployment"] = deployment
+    return json.dumps(
+        {
+            "apiVersion": "localmodel.dev/v1alpha1",
+            "kind": "LocalModel",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def upstream(name: str, replicas: int, flags: Path) -> str:
+    """What the operator would make for LocalModel `name`: a Deployment (pods answer POSTs with their
+    name; ready while `flags/ready` exists) and the Service `name` selecting them."""
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      volumes: [{{name: flags, hostPath: {{path: "{flags}", type: DirectoryOrCreate}}}}]
+      containers:
+      - name: web
+        image: localmodel.test/httpserver:1
+        args: ["8080"]
+        ports: [{{containerPort: 8080, name: http}}]
+        volumeMounts: [{{name: flags, mountPath: /flags}}]
+        readinessProbe:
+          httpGet: {{path: "/file?path=/flags/ready", port: http}}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: http, port: 8080, targetPort: http}}]
+"""
+
+
+def pod_names(cluster: Cluster, namespace: str, app: str) -> set[str]:
+    return {p["metadata"]["name"] for p in cluster.get("pods", namespace=namespace, app=app)["items"]}
+
+
+def replicas(cluster: Cluster, namespace: str, name: str) -> int | None:
+    value = cluster.get("localmodel", name, namespace)["spec"].get("deployment", {}).get("replicas")
+    return value if isinstance(value, int) else None
+
+
+def test_models_endpoints_readiness_and_deletion(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+) -> None:
+    cluster = router_role
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    router: RouterProcess = start_router("--cold-start-timeout", "2", all_namespaces=True)
+    cluster.apply(localmodel("web", "web-model"), namespace)
+    cluster.apply(upstream("web", 2, flags), namespace)
+
+    def listed_ready() -> JsonDict | None:
+        model = router.models().get("web-model")
+        return model if model and model["ready"] and model["ready_endpoints"] == 2 else None
+
+    model = cluster.wait(listed_ready, timeout=90, what="web-model ready with 2 endpoints in /v1/models")
+    assert model["object"] == "model"
+
+    # Requests go to the pods' own addresses (the Service's ClusterIP does not route here at all).
+    pods = pod_names(cluster, namespace, "web")
+    answered = set()
+    for _ in range(6):
+        response = router.post("web-model")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["path"] == "/v1/chat/completions" and body["model"] == "web-model"
+        answered.add(body["pod"])
+    assert answered <= pods and answered
+
+    # Readiness flips off: both endpoints stay known but not ready; a request waits, then 503.
+    (flags / "ready").unlink()
+    cluster.wait(
+        lambda: (m := router.models().get("web-model")) is not None and m["ready_endpoints"] == 0,
+        timeout=60,
+        what="endpoints not ready",
+    )
+    response = router.post("web-model")
+    assert response.status_code == 503 and "retry-after" in response.headers
+    assert response.json()["error"]["code"] == "model_not_ready"
+
+    # ... and back on.
+    (flags / "ready").write_text("yes")
+    cluster.wait(listed_ready, timeout=60, what="endpoints ready again")
+    assert router.post("web-model").status_code == 200
+
+    # The LocalModel goes: the model is unknown, whatever pods still run.
+    cluster.kubectl("delete", "localmodel", "web", "-n", namespace)
+    cluster.wait(
+        lambda: "web-model" not in router.models(), timeout=60, what="web-model gone from /v1/models"
+    )
+    response = router.post("web-model")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_namespace_mode_needs_only_a_namespaced_binding(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess]
+) -> None:
+    cluster = router_role
+    other = f"{namespace}-other"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        cluster.apply(localmodel("here", "here-model"), namespace)
+        cluster.apply(localmodel("there", "there-model"), other)
+        router: RouterProcess = start_router()  # RoleBinding in `namespace` only
+
+        def listed_here() -> dict[str, JsonDict] | None:
+            models = router.models()
+            return models if "here-model" in models else None
+
+        listed = cluster.wait(listed_here, timeout=30, what="here-model listed")
+        assert "there-model" not in listed
+        assert listed["here-model"]["ready"] is False
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+class OperatorStandIn(threading.Thread):
+    """What the operator does with the scale subresource: LocalModel replicas → Deployment replicas."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.stopped = threading.Event()
+        self.seen: list[int] = []
+
+    def run(self) -> None:
+        current: int | None = 0  # the Deployment starts at zero
+        while not self.stopped.wait(0.3):
+            wanted = replicas(self.cluster, self.namespace, self.name)
+            if wanted is not None and wanted != current:
+                self.seen.append(wanted)
+                self.cluster.kubectl(
+                    "scale", "deployment", self.name, "-n", self.namespace, f"--replicas={wanted}"
+                )
+                current = wanted
+
+
+def test_scale_from_zero_once_then_idle_scale_down(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+) -> None:
+    cluster = router_role
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    autoscaling = {"minReplicas": 0, "maxReplicas": 2, "scaleDownDelaySeconds": 4}
+    cluster.apply(
+        localmodel("sleepy", "sleepy-model", {"replicas": 0, "autoscaling": autoscaling}), namespace
+    )
+    cluster.apply(upstream("sleepy", 0, flags), namespace)
+    stand_in = OperatorStandIn(cluster, namespace, "sleepy")
+    stand_in.start()
+    try:
+        router: RouterProcess = start_router("--cold-start-timeout", "120")
+        cluster.wait(lambda: "sleepy-model" in router.models(), timeout=30, what="sleepy-model listed")
+        assert router.models()["sleepy-model"]["ready"] is False
+
+        # Three requests arrive together for a model at zero: one scale-up, all three answered.
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(lambda _: router.post("sleepy-model"), range(3)))
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+        assert router.metric('localmodel_router_scale_ups_total{model="sleepy-model"}') == 1
+        assert replicas(cluster, namespace, "sleepy") in (0, 1)  # 0 only if already idle again
+
+        # Nobody asks for it for scaleDownDelaySeconds: the router puts it back to zero.
+        cluster.wait(
+            lambda: replicas(cluster, namespace, "sleepy") == 0, timeout=60, what="LocalModel scaled to 0"
+        )
+        cluster.wait(
+            lambda: (m := router.models().get("sleepy-model")) is not None and m["endpoints"] == 0,
+            timeout=60,
+            what="no endpoints after scale-down",
+        )
+        assert stand_in.seen[:2] == [1, 0], stand_in.seen
+    finally:
+        stand_in.stopped.set()
+        stand_in.join(5)
+
+
+def test_scale_from_zero_that_never_becomes_ready_is_503_with_retry_after(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess]
+) -> None:
+    cluster = router_role
+    autoscaling = {"minReplicas": 0, "scaleDownDelaySeconds": 600}
+    cluster.apply(localmodel("stuck", "stuck-model", {"replicas": 0, "autoscaling": autoscaling}), namespace)
+    router: RouterProcess = start_router("--cold-start-timeout", "2")
+    cluster.wait(lambda: "stuck-model" in router.models(), timeout=30, what="stuck-model listed")
+    response = router.post("stuck-model")
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"].isdigit()
+    assert response.json()["error"]["code"] == "model_not_ready"
+    # The wake-up went through the scale subresource, with the router's own (non-admin) rights.
+    cluster.wait(lambda: replicas(cluster, namespace, "stuck") == 1, timeout=30, what="replicas patched to 1")

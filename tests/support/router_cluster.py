@@ -1,0 +1,183 @@
+"""The real `localmodel-router` process against the test control plane, as a ServiceAccount bound to
+the chart's router rules (helm/localmodel/files/router-rules.yaml), never as admin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.fixtures import Cluster
+from tests.support.router_fixtures import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTER_RULES = ROOT / "helm" / "localmodel" / "files" / "router-rules.yaml"
+CRD = ROOT / "crds" / "localmodel.yaml"
+ROUTER_ROLE = "localmodel-router-test"
+JsonDict = dict[str, Any]
+
+
+def install_crd_and_role(cluster: Cluster) -> None:
+    """The LocalModel CRD and a ClusterRole holding exactly the chart's router rules (idempotent)."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+
+    def established() -> bool:
+        crd = cluster.get("crd", "localmodels.localmodel.dev")
+        conditions = crd.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    cluster.wait(established, timeout=60, what="the LocalModel CRD established")
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": ROUTER_ROLE},
+        "rules": yaml.safe_load(ROUTER_RULES.read_text(encoding="utf-8")),
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
+
+
+def router_kubeconfig(cluster: Cluster, namespace: str, directory: Path, cluster_wide: bool) -> Path:
+    """A kubeconfig for ServiceAccount `router` in `namespace`, bound to the router rules in that
+    namespace only (RoleBinding) or everywhere (ClusterRoleBinding, named after the namespace)."""
+    cluster.kubectl("create", "serviceaccount", "router", "-n", namespace)
+    subject = f"--serviceaccount={namespace}:router"
+    if cluster_wide:
+        cluster.kubectl(
+            "create", "clusterrolebinding", f"router-{namespace}", f"--clusterrole={ROUTER_ROLE}", subject
+        )
+    else:
+        cluster.kubectl(
+            "create", "rolebinding", "router", "-n", namespace, f"--clusterrole={ROUTER_ROLE}", subject
+        )
+    token = cluster.kubectl("create", "token", "router", "-n", namespace, "--duration=2h").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority": str(cluster.cp.pki_dir / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": "router", "user": {"token": token}}],
+        "contexts": [
+            {"name": "test", "context": {"cluster": "test", "user": "router", "namespace": namespace}}
+        ],
+        "current-context": "test",
+    }
+    path = directory / f"router-{namespace}.kubeconfig"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def drop_cluster_binding(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("delete", "clusterrolebinding", f"router-{namespace}", "--wait=false", check=False)
+
+
+class RouterProcess:
+    """`localmodel-router` as a child process on a free loopback port, logging to a file."""
+
+    def __init__(self, kubeconfig: Path, args: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        binary = Path(sys.executable).parent / "localmodel-router"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        env.pop("LOCALMODEL_AUTO_SETUP_CONFIG", None)
+        env.pop("LOCALMODEL_GALLERIES", None)
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "debug", *args],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> RouterProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"router exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"router not ready after {timeout:g}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")[-6000:]
+
+    def models(self) -> dict[str, JsonDict]:
+        response = httpx.get(self.url + "/v1/models", timeout=10)
+        assert response.status_code == 200, response.text
+        return {m["id"]: m for m in response.json()["data"]}
+
+    def post(self, model: str, timeout: float = 120.0, **extra: Any) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        return httpx.post(self.url + "/v1/chat/completions", json=body, timeout=timeout)
+
+    def metric(self, line_start: str) -> float | None:
+        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log_file.close()
+
+
+@pytest.fixture(name="router_role", scope="module")
+def router_role_fixture(control_plane: Cluster) -> Cluster:
+    """The control plane with the CRD and the router's ClusterRole installed."""
+    install_crd_and_role(control_plane)
+    return control_plane
+
+
+@pytest.fixture(name="start_router")
+def start_router_fixture(
+    router_role: Cluster, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., RouterProcess]]:
+    """`start_router(*args, all_namespaces=False)`: a router for the test's namespace (or all), as
+    ServiceAccount `router` of that namespace; stopped (and its binding dropped) after the test."""
+    started: list[RouterProcess] = []
+    cluster_wide: list[bool] = []
+
+    def start(*args: str, all_namespaces: bool = False) -> RouterProcess:
+        if not started:
+            kubeconfig = router_kubeconfig(router_role, namespace, tmp_path, cluster_wide=all_namespaces)
+            cluster_wide.append(all_namespaces)
+        else:
+            kubeconfig = tmp_path / f"router-{namespace}.kubeconfig"
+        where = ["--all-namespaces"] if all_namespaces else ["--namespace", namespace]
+        router = RouterProcess(kubeconfig, [*where, *args], tmp_path / f"router-{len(started)}.log")
+        started.append(router)
+        return router.wait_ready()
+
+    yield start
+    for router in started:
+        router.stop()
+    if cluster_wide and cluster_wide[0]:
+        drop_cluster_binding(router_role, namespace)

@@ -1,0 +1,221 @@
+"""Real servers for the router's runtime tests: uvicorn in a thread on a free loopback port (as
+httpx's test suite does), fake runtimes with fault injection, and a raw TCP server that closes
+connections without answering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+import uvicorn
+
+from localmodel_router.app import RouterApp
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadServer:
+    """uvicorn serving `app` in a thread with its own event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, loop="asyncio", lifespan="on", log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "test server did not start"
+            time.sleep(0.01)
+        return self
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the server's loop (the routing table belongs to it) and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(_call(fn), self.loop).result(5)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+async def _call(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+@dataclass
+class FakeRuntime:
+    """A fake runtime pod. `mode` can be changed while it runs:
+    ok | fail500 | hang | die_mid_stream | stall_mid_stream."""
+
+    mode: str = "ok"
+    events: int = 5
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    disconnects: int = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.paths.append(scope["path"])
+        data = orjson.loads(body) if body else {}
+        self.requests.append(data)
+        if self.mode == "hang":
+            # Never answer; record the router closing the connection (its request being cancelled).
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnects += 1
+            return
+        if self.mode == "fail500":
+            await send(
+                {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]}
+            )
+            await send({"type": "http.response.body", "body": b"backend exploded"})
+            return
+        if not data.get("stream"):
+            payload = orjson.dumps(
+                {
+                    "id": "cmpl-1",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": data.get("model", "m"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "pong"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            )
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for index in range(self.events):
+            chunk = {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": data.get("model", "m"),
+                "choices": [{"index": 0, "delta": {"content": f"t{index} "}, "finish_reason": None}],
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                    "more_body": True,
+                }
+            )
+            await asyncio.sleep(0.01)
+            if index == 1 and self.mode == "die_mid_stream":
+                raise RuntimeError("runtime killed mid-stream (test)")
+            if index == 1 and self.mode == "stall_mid_stream":
+                # Go silent until the router drops the connection (idle timeout or client gone).
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self.disconnects += 1
+                return
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+class ClosingServer:
+    """Accepts connections, reads the request and closes without a byte of answer."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.settimeout(2)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+            conn.close()
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def refused_address() -> str:
+    """An address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def serve(app: Any) -> Iterator[ThreadServer]:
+    server = ThreadServer(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def router_server(router: RouterApp) -> ThreadServer:
+    return ThreadServer(router).start()
