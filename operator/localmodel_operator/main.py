@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,16 @@ from .kube import Kube
 from .preload import preload
 from .reconcile import Reconciler
 from .settings import SettingsError, load_settings
+
+
+def _in_cluster_server() -> str:
+    """The API server a pod reaches, as client-go finds it (kopf hard-codes kubernetes.default.svc,
+    which resolves only through cluster DNS; the environment variables always work)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        return "https://kubernetes.default.svc"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 def configure(settings: kopf.OperatorSettings, watch_timeout: int) -> None:
@@ -70,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(kopf_settings, args.watch_timeout)
     kube = Kube(settings.field_manager)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A plain OperatorRegistry has none of kopf's fallback logins: in a pod the ServiceAccount,
+        # elsewhere $KUBECONFIG or ~/.kube/config (the same sources lightkube reads for Kube).
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+        if info is not None:
+            return dataclasses.replace(info, server=_in_cluster_server())
+        return kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
         await preload(kube, settings)
@@ -83,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    # One line per API request is debugging detail: kopf's per-object records already say what happened.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         kopf.run(
             registry=registry,

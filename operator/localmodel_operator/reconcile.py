@@ -9,6 +9,7 @@ served is reported (Degraded + Event) and not retried until it changes: no hot l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,10 @@ from localmodel_runtime.config import (
     parse_local_model_spec,
     unsupported_keys,
 )
+from localmodel_runtime.templates import PromptTemplate, TemplateError
 
 from .builders import PORT, Model, build_children
-from .kube import Kube, NotFound
+from .kube import Kube, KubeError, NotFound
 from .placement import Placement, PlacementError, place
 from .settings import OperatorSettings
 from .status import Problem, conditions, merge_conditions, status_fields, transitions
@@ -39,11 +41,46 @@ class Evaluation:
     problem: Problem | None
 
 
+TEMPLATE_SLOTS = ("chat", "chat_message", "completion", "edit", "function", "multimodal")
+# HTTP statuses with which the API server rejects a child we built from the spec: the spec is at fault.
+REJECTED = frozenset({400, 422})
+
+
+@functools.lru_cache(maxsize=512)
+def _template_error(slot: str, source: str) -> str | None:
+    """Translate one template as the runtime will at load; the error names template, line and column."""
+    try:
+        PromptTemplate(f"template.{slot}", source)
+    except TemplateError as exc:
+        return str(exc)
+    return None
+
+
+def template_problem(spec: LocalModelSpec) -> Problem | None:
+    """The first template of the spec that the runtime could not load, as an InvalidSpec problem.
+
+    Templates are inline in a LocalModel (`localmodel import` inlines `.tmpl` files), so a value that
+    only names a file is plain text here, exactly as it would be for the runtime."""
+    block = spec.template
+    if block is None:
+        return None
+    for slot in TEMPLATE_SLOTS:
+        source = getattr(block, slot, None)
+        if source:
+            error = _template_error(slot, str(source))
+            if error is not None:
+                return Problem("InvalidSpec", error)
+    return None
+
+
 def evaluate(name: str, namespace: str, spec: dict[str, Any], settings: OperatorSettings) -> Evaluation:
     try:
         parsed = parse_local_model_spec(spec, source="spec")
     except ModelConfigError as exc:
         return Evaluation(None, None, Problem("InvalidSpec", "; ".join(exc.problems)))
+    problem = template_problem(parsed)
+    if problem is not None:
+        return Evaluation(parsed, None, problem)
     try:
         placement = place(parsed, settings)
     except PlacementError as exc:
@@ -74,16 +111,27 @@ class Reconciler:
     settings: OperatorSettings
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
+    _rejected: dict[tuple[str, str], tuple[int, Problem]] = field(default_factory=dict)
+    """Children the API server refused for a generation of the spec (reported until the spec changes)."""
 
     async def reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
+        key, generation = (namespace, name), int(meta.get("generation", 1))
         evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
+        self._rejected.pop(key, None)
         if evaluation.spec is not None and evaluation.placement is not None:
             model = Model(name, namespace, meta["uid"], evaluation.spec)
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
             for child in children.all():
-                await self.kube.apply(child)
+                try:
+                    await self.kube.apply(child)
+                except KubeError as exc:
+                    if exc.status not in REJECTED:
+                        raise  # the API or the network: kopf retries with back-off
+                    what = f"{child['kind']} {child['metadata']['name']} was rejected: {exc}"
+                    self._rejected[key] = (generation, Problem("InvalidSpec", what))
+                    break
         await self.refresh(namespace, name)
 
     async def refresh(self, namespace: str, name: str) -> None:
@@ -105,10 +153,14 @@ class Reconciler:
             body = await self.kube.get_localmodel(namespace, name)
         except NotFound:
             self._locks.pop((namespace, name), None)
+            self._rejected.pop((namespace, name), None)
             return
         meta = body["metadata"]
         generation = int(meta.get("generation", 1))
         evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
+        rejected = self._rejected.get((namespace, name))
+        if evaluation.problem is None and rejected is not None and rejected[0] == generation:
+            evaluation = Evaluation(evaluation.spec, evaluation.placement, rejected[1])
         deployment, pods = None, []
         if evaluation.problem is None:
             deployment = await self.kube.get_deployment(namespace, name)
@@ -128,10 +180,17 @@ class Reconciler:
         if all(old_status.get(k) == v for k, v in status.items()):
             return
         await self.kube.patch_status(namespace, name, status)
-        for cond in transitions(old_conditions, new_conditions):
+        changed = transitions(old_conditions, new_conditions)
+        # A problem turns Ready and Progressing false with the same reason: one Warning says it all.
+        problem = next(
+            (c["reason"] for c in changed if c["type"] == "Degraded" and c["status"] == "True"), None
+        )
+        for cond in changed:
             kind = EVENT_TYPES.get((cond["type"], cond["status"]), "Normal")
             if cond["type"] == "Degraded" and cond["status"] == "False" and not old_conditions:
                 continue  # "nothing wrong" on creation is not news
+            if cond["type"] != "Degraded" and cond["reason"] == problem:
+                continue
             await self.kube.event(
                 body, kind, cond["reason"], f"{cond['type']}={cond['status']}: {cond['message']}"
             )

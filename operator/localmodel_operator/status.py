@@ -1,8 +1,9 @@
 """Pure status computation: conditions and fields from what the operator observed.
 
 Reasons a user sees (DESIGN.md, issue 4): Ready/Available, Progressing/Rolling|Reconciled, and for
-Degraded: InvalidSpec, UnsupportedDevice, MissingBackend, Unschedulable, ImagePullBackOff,
-CrashLoopBackOff, FetchFailed — the last five read from the pods.
+Degraded: InvalidSpec, UnsupportedDevice, MissingBackend, ModelLoadError, Unschedulable,
+ImagePullBackOff, CrashLoopBackOff, FetchFailed — the pod-level ones read from pod state, and
+MissingBackend / ModelLoadError / InvalidSpec also from the runtime's termination message prefix.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 
 Condition = dict[str, Any]
 MISSING_BACKEND_MARK = "needs the `localmodel["
+# The runtime's one-line termination message (written to the container's terminationMessagePath) starts
+# with the reason: `MissingBackend: backend vllm needs the localmodel[vllm] extra`.
+RUNTIME_REASONS = ("MissingBackend", "ModelLoadError", "InvalidSpec")
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 
 
@@ -23,13 +27,24 @@ class Problem:
 
 
 def _terminated_message(status: dict[str, Any]) -> str:
+    """The telling line of the last termination message: a reason-prefixed line, else the last line."""
     for state_key in ("state", "lastState"):
         terminated = (status.get(state_key) or {}).get("terminated")
         if terminated:
-            text = (terminated.get("message") or "").strip()
-            last = text.splitlines()[-1] if text else ""
-            return last or f"exit code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
+            lines = [line.strip() for line in (terminated.get("message") or "").splitlines() if line.strip()]
+            tagged = [line for line in lines if runtime_reason(line)[0]]
+            if tagged or lines:
+                return (tagged or lines)[-1]
+            return f"exit code {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
     return ""
+
+
+def runtime_reason(message: str) -> tuple[str | None, str]:
+    """(reason, rest) for a runtime termination message such as `ModelLoadError: file is not GGUF`."""
+    for reason in RUNTIME_REASONS:
+        if message.startswith(f"{reason}: "):
+            return reason, message[len(reason) + 2 :]
+    return None, message
 
 
 def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
@@ -64,11 +79,22 @@ def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:
                 found.append(
                     Problem("ImagePullBackOff", f"{name}: {waiting.get('message', waiting['reason'])}")
                 )
+            elif runtime_reason(message)[0]:
+                reason, text = runtime_reason(message)
+                found.append(Problem(str(reason), f"{name}: {text}"))
             elif MISSING_BACKEND_MARK in message:
                 found.append(Problem("MissingBackend", f"{name}: {message}"))
             elif waiting.get("reason") == "CrashLoopBackOff":
                 found.append(Problem("CrashLoopBackOff", f"{name}: {message or 'the runtime keeps exiting'}"))
-    order = ["MissingBackend", "FetchFailed", "ImagePullBackOff", "CrashLoopBackOff", "Unschedulable"]
+    order = [
+        "InvalidSpec",
+        "MissingBackend",
+        "ModelLoadError",
+        "FetchFailed",
+        "ImagePullBackOff",
+        "CrashLoopBackOff",
+        "Unschedulable",
+    ]
     found.sort(key=lambda p: order.index(p.reason))
     return found[0] if found else None
 

@@ -142,3 +142,46 @@ def test_transition_times_and_events() -> None:
 def test_status_fields() -> None:
     assert status_fields(deployment(3, 2)) == {"replicas": 3, "readyReplicas": 2, "ready": "2/3"}
     assert status_fields(None) == {"replicas": 0, "readyReplicas": 0, "ready": "0/0"}
+
+
+def crashed_with(message: str, waiting: str = "CrashLoopBackOff") -> dict[str, Any]:
+    return pod(
+        containerStatuses=[
+            {
+                "name": "runtime",
+                "state": {"waiting": {"reason": waiting}},
+                "lastState": {"terminated": {"exitCode": 1, "message": message}},
+            }
+        ]
+    )
+
+
+def test_runtime_termination_message_prefix_is_the_reason() -> None:
+    cases = {
+        "MissingBackend": "MissingBackend: backend vllm needs the localmodel[vllm] extra",
+        "ModelLoadError": "ModelLoadError: /models/x.gguf is not a GGUF file",
+        "InvalidSpec": "InvalidSpec: template.chat: line 1, column 3: unexpected EOF",
+    }
+    for reason, message in cases.items():
+        problem = pod_problem([crashed_with(message)])
+        assert problem == Problem(reason, f"p-1: {message.split(': ', 1)[1]}")
+        assert by_type(conditions(2, None, deployment(1, 0), [crashed_with(message)]))["Degraded"] == (
+            "True",
+            reason,
+        )
+
+
+def test_tagged_line_wins_over_log_tail() -> None:
+    # FallbackToLogsOnError: the message is the log's tail; the tagged line may not be the last one.
+    tail = "loading model\nModelLoadError: no such file: tiny.gguf\nINFO: shutting down"
+    problem = pod_problem([crashed_with(tail)])
+    assert problem == Problem("ModelLoadError", "p-1: no such file: tiny.gguf")
+    untagged = pod_problem([crashed_with("Traceback...\nValueError: boom")])
+    assert untagged == Problem("CrashLoopBackOff", "p-1: ValueError: boom")
+
+
+def test_runtime_reason_outranks_a_crash_loop_elsewhere() -> None:
+    crash = crashed_with("segfault")
+    missing = crashed_with("MissingBackend: no vllm", waiting="ContainerCreating")
+    problem = pod_problem([crash, missing])
+    assert problem is not None and problem.reason == "MissingBackend"

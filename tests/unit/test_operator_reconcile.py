@@ -1,0 +1,130 @@
+"""What the operator decides from a spec alone, before it touches the cluster."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from localmodel_operator.kube import Kube, KubeError
+from localmodel_operator.reconcile import Reconciler, evaluate, identity_fields
+from localmodel_operator.settings import settings_from_dict
+
+SETTINGS = settings_from_dict({})
+
+
+def llama(**extra: Any) -> dict[str, Any]:
+    return {"backend": "llama", "parameters": {"model": "m.gguf"}, **extra}
+
+
+def test_valid_spec_is_placed() -> None:
+    evaluation = evaluate("m", "ns", llama(), SETTINGS)
+    assert evaluation.problem is None and evaluation.placement is not None
+    fields = identity_fields("m", "ns", evaluation)
+    assert fields["backend"] == "llama" and fields["device"] == "cpu"
+    assert fields["endpoint"] == "http://m.ns.svc:8080"
+    assert fields["selector"] == "localmodel.dev/model=m,app.kubernetes.io/component=runtime"
+
+
+def test_untranslatable_template_is_invalid_spec_with_its_position() -> None:
+    spec = llama(template={"completion": "ok {{.Input}}", "chat": "Hello\n{{ .Input | nosuchfunc }}"})
+    evaluation = evaluate("m", "ns", spec, SETTINGS)
+    assert evaluation.problem is not None and evaluation.placement is None
+    assert evaluation.problem.reason == "InvalidSpec"
+    assert evaluation.problem.message.startswith("template.chat: line 2, column ")
+    assert "nosuchfunc" in evaluation.problem.message
+
+
+def test_good_templates_pass() -> None:
+    spec = llama(
+        template={
+            "chat_message": '{{if eq .RoleName "user"}}USER: {{.Content}}{{else}}{{.Content}}{{end}}',
+            "chat": "{{.Input}}\nASSISTANT:",
+            "completion": "{% if true %}{{ Input }}{% endif %}",
+            "edit": "chatml",  # names a .tmpl file: plain text here, as for the runtime
+            "use_tokenizer_template": True,
+        }
+    )
+    assert evaluate("m", "ns", spec, SETTINGS).problem is None
+
+
+def test_unsupported_device_and_schema_errors() -> None:
+    spec = {"backend": "exllama2", "parameters": {"model": "m"}, "deployment": {"device": "cpu"}}
+    problem = evaluate("m", "ns", spec, SETTINGS).problem
+    assert problem is not None and problem.reason == "UnsupportedDevice"
+    assert "exllama2 cannot run on cpu" in problem.message
+    problem = evaluate("m", "ns", llama(threads=-1), SETTINGS).problem
+    assert problem is not None and problem.reason == "InvalidSpec" and "threads" in problem.message
+
+
+class FakeKube:
+    """Records what the Reconciler writes; `reject` maps a kind to the API status that refuses it."""
+
+    def __init__(self, body: dict[str, Any], reject: dict[str, int] | None = None) -> None:
+        self.body = body
+        self.reject = reject or {}
+        self.applied: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] in self.reject:
+            raise KubeError("Invalid: spec.template.spec.containers[0]: bad", self.reject[manifest["kind"]])
+        self.applied.append(manifest["kind"])
+        return manifest
+
+    async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.body
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return []
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.statuses.append(status)
+        self.body = {**self.body, "status": status}
+
+    async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        self.events.append((kind, reason))
+
+
+def body(spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
+    meta = {"name": "m", "namespace": "ns", "uid": "u-1", "generation": generation}
+    return {"metadata": meta, "spec": spec}
+
+
+def reconciler(kube: FakeKube) -> Reconciler:
+    return Reconciler(cast(Kube, kube), SETTINGS)
+
+
+async def test_invalid_spec_writes_no_children_and_reports_once() -> None:
+    kube = FakeKube(body(llama(template={"chat": "{{ .Input "})))
+    r = reconciler(kube)
+    await r.reconcile(kube.body)
+    assert kube.applied == []
+    (status,) = kube.statuses
+    degraded = {c["type"]: c for c in status["conditions"]}["Degraded"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    assert kube.events == [("Warning", "InvalidSpec")]  # one Event, not one per condition
+    await r.reconcile(kube.body)  # again, unchanged: nothing new is written
+    assert len(kube.statuses) == 1
+
+
+async def test_child_rejected_by_the_api_is_invalid_spec_not_a_retry() -> None:
+    kube = FakeKube(body(llama()), reject={"Deployment": 422})
+    r = reconciler(kube)
+    await r.reconcile(kube.body)  # does not raise: kopf must not retry a spec the API refuses
+    assert "Deployment" not in kube.applied
+    degraded = {c["type"]: c for c in kube.statuses[-1]["conditions"]}["Degraded"]
+    assert degraded["reason"] == "InvalidSpec" and "Deployment m was rejected" in degraded["message"]
+    # A refresh for the same generation (a pod event) keeps reporting it.
+    await r.refresh("ns", "m")
+    assert {c["type"]: c for c in kube.body["status"]["conditions"]}["Degraded"]["reason"] == "InvalidSpec"
+
+
+async def test_api_outage_is_raised_for_kopf_to_retry() -> None:
+    kube = FakeKube(body(llama()), reject={"ConfigMap": 503})
+    with pytest.raises(KubeError):
+        await reconciler(kube).reconcile(kube.body)
