@@ -51,3 +51,29 @@ test-gpu: setup
 
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: images chart-crd kind-down
+
+## Container images (needs Docker): the operator/router image and every runtime target.
+## REGISTRY=... TAG=... make images; add PUSH=1 to push them.
+images:
+	scripts/images.sh $(if $(PUSH),push,build)
+
+## kind, for machines with Docker (scripts/kind.sh): a two-node cluster, the operator and CPU runtime
+## images built and loaded into it, then the chart, the Gemma example and a completion through the router.
+kind-up:
+	scripts/kind.sh up
+
+kind-load:
+	scripts/kind.sh load
+
+kind-e2e:
+	scripts/kind.sh e2e
+
+kind-down:
+	scripts/kind.sh down
+
+## The chart carries a copy of the generated CRD (Helm reads only files inside the chart); a unit
+## test fails when the two differ.
+chart-crd: crd
+	cp crds/localmodel.yaml helm/localmodel/crds/localmodel.yaml
