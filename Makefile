@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: setup up selfcheck test lint typecheck pytest crd k8s-bins cluster-up cluster-down \
-        test-gpu bench kind-up kind-load kind-e2e clean
+        test-gpu test-backends bench kind-up kind-load kind-e2e clean
 
 setup:
 	@scripts/setup.sh
@@ -19,7 +19,7 @@ selfcheck: setup
 	$(BIN)/localmodel selfcheck
 
 ## The second README command: every check CI runs.
-test: setup k8s-bins lint typecheck pytest
+test: setup k8s-bins lint typecheck pytest test-backends
 
 lint: setup
 	$(BIN)/ruff check .
@@ -28,8 +28,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+## The product's suite in .cache/venv; tests/backends and tests/gpu need other environments (below).
 pytest: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/backends --ignore=tests/gpu $(PYTEST_ARGS)
+
+## Real CPU runs of transformers, sentence-transformers, OpenVINO and RWKV, in .cache/venv-backends.
+test-backends:
+	@scripts/setup-backends.sh
+	$(CACHE)/venv-backends/bin/pytest -p no:cacheprovider tests/backends $(PYTEST_ARGS)
 
 crd: setup
 	$(BIN)/localmodel crd -o crds/localmodel.yaml
@@ -46,8 +52,9 @@ cluster-down:
 	$(BIN)/python -m tests.support.controlplane down
 
 ## GPU smoke tests: only on a machine with an NVIDIA GPU.
-test-gpu: setup
-	$(BIN)/pytest -m gpu tests/gpu
+test-gpu:
+	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu LOCALMODEL_BACKENDS_EXTRAS=dev,bnb,vllm scripts/setup-backends.sh
+	$(CACHE)/venv-gpu/bin/pytest -p no:cacheprovider -m gpu tests/gpu $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache

