@@ -170,6 +170,8 @@ def _env(model: Model, placement: Placement) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
     if placement.backend in HF_CACHE_BACKENDS:
         env.append({"name": "HF_HOME", "value": f"{MODELS_DIR}/.cache/huggingface"})
+    # The cluster's own environment (a Hugging Face mirror, a proxy) first: a model's `env` wins.
+    env.extend(placement.env)
     deployment = model.spec.deployment
     if deployment and deployment.hf_token_secret_ref:
         ref = deployment.hf_token_secret_ref

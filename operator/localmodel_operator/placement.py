@@ -40,6 +40,8 @@ class Placement:
     gpus: int
     resources: dict[str, Any] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
+    env: list[dict[str, Any]] = field(default_factory=list)
+    """Environment every runtime container of the cluster gets (settings `runtimeEnv`)."""
 
 
 def resolve_backend(spec: LocalModelSpec) -> str:
@@ -132,4 +134,5 @@ def place(spec: LocalModelSpec, settings: OperatorSettings) -> Placement:
         gpus=gpus if device == "nvidia" else (1 if device == "intel" else 0),
         resources=resources,
         tolerations=tolerations,
+        env=[dict(item) for item in settings.runtime_env],
     )

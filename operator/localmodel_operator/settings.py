@@ -63,6 +63,8 @@ class OperatorSettings:
     startup_timeout_seconds: int = 1800
     galleries: tuple[GallerySource, ...] = ()
     preload: tuple[Preload, ...] = ()
+    runtime_env: tuple[dict[str, Any], ...] = ()
+    """Kubernetes EnvVar objects added to every runtime and fetch container (e.g. HF_ENDPOINT)."""
 
     def image_for(self, backend: str, device: str) -> ImageEntry | None:
         return self.images.get(f"{backend}/{device}")
@@ -106,7 +108,15 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         startup_timeout_seconds=int(merged.get("startupTimeoutSeconds", 1800)),
         galleries=tuple(_galleries(merged.get("galleries") or [])),
         preload=tuple(_preload(merged.get("preload") or [])),
+        runtime_env=tuple(_runtime_env(merged.get("runtimeEnv") or [])),
     )
+
+
+def _runtime_env(items: list[Any]) -> list[dict[str, Any]]:
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise SettingsError(f"runtimeEnv[{index}]: expected a Kubernetes EnvVar ({{name, value}})")
+    return [dict(item) for item in items]
 
 
 def _preload(items: list[Any]) -> list[Preload]:

@@ -253,3 +253,22 @@ def test_image_table_comes_from_settings() -> None:
     assert place(LocalModelSpec.model_validate({"backend": "llama"}), settings).image == "reg.local/lm/rt:dev"
     override = LocalModelSpec.model_validate({"backend": "llama", "deployment": {"image": "mine:1"}})
     assert place(override, settings).image == "mine:1"
+
+
+def test_cluster_runtime_env_reaches_runtime_and_fetch_and_the_model_env_wins() -> None:
+    settings = settings_from_dict({"runtimeEnv": [{"name": "HF_ENDPOINT", "value": "http://mirror.test"}]})
+    m = example("gemma-3-270m")
+    m.spec.deployment.env = [{"name": "HF_ENDPOINT", "value": "http://model.test"}]  # type: ignore[union-attr]
+    children = build_children(m, place(m.spec, settings), 1800)
+    spec = pod_spec(children)
+    for container in (*spec["initContainers"], *spec["containers"]):
+        values = [e.get("value") for e in container["env"] if e["name"] == "HF_ENDPOINT"]
+        # Later entries win in Kubernetes: the cluster's value first, the model's last.
+        assert values == ["http://mirror.test", "http://model.test"], container["name"]
+
+
+def test_runtime_env_must_be_env_vars() -> None:
+    from localmodel_operator.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"runtimeEnv\[0\]"):
+        settings_from_dict({"runtimeEnv": ["HF_ENDPOINT=x"]})
