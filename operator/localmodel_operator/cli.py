@@ -207,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `up` hands every argument to local mode's own parser; argparse.REMAINDER drops a first
+    # argument that looks like an option (`localmodel up --port 9000`), so bypass it.
+    up = argv[:1] == ["up"]
+    args = argparse.Namespace(func=cmd_up, rest=argv[1:]) if up else parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CLIError as exc:

@@ -73,6 +73,13 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"invalid YAML{where}: {problem}"
+
+
 def find_models(directory: Path) -> list[LocalModel]:
     """Every model in DIR's YAML files: LocalAI model files and LocalModel manifests."""
     found: list[LocalModel] = []
@@ -83,13 +90,14 @@ def find_models(directory: Path) -> list[LocalModel]:
         try:
             documents = [d for d in yaml.safe_load_all(text) if d]
         except yaml.YAMLError as exc:
-            raise LocalModeError(f"{path}: invalid YAML: {exc}") from exc
+            raise LocalModeError(f"{path}: {_yaml_problem(exc)}") from None
         if documents and all(isinstance(d, dict) and d.get("kind") == "LocalModel" for d in documents):
             for doc in documents:
                 try:
                     spec = LocalModelSpec.model_validate(doc.get("spec") or {})
                 except ValueError as exc:
-                    raise LocalModeError(f"{path}: {exc}") from exc
+                    # pydantic's message spans lines; the CLI's contract is one line.
+                    raise LocalModeError(f"{path}: {'; '.join(str(exc).splitlines())}") from None
                 config = spec.model_config_only()
                 name = config.name or doc.get("metadata", {}).get("name") or path.stem
                 found.append(LocalModel(name, config.model_copy(update={"name": name}), path))
