@@ -20,6 +20,7 @@ import yaml
 from localmodel_operator import main as operator_main
 from localmodel_operator.settings import settings_from_dict
 from localmodel_router import main as router_main
+from localmodel_runtime.config import LocalModelSpec
 from tests.support import podspec
 from tests.support.chart import ALL_FEATURES, CHART, ROOT, run_helm, set_json
 
@@ -304,3 +305,22 @@ def test_process_node_runs_the_chart_commands_from_the_venv() -> None:
         argv = podspec.build_argv(mapped, {"command": [command], "args": ["--help"]}, {})
         assert argv == [str(Path(sys.executable).parent / command), "--help"]
         assert Path(argv[0]).exists()
+
+
+def test_inline_models_become_local_models_of_the_release() -> None:
+    example = yaml.safe_load((ROOT / "examples" / "localmodels" / "gemma-3-270m.yaml").read_text())
+    models = [
+        {"name": "gemma", "spec": example["spec"]},
+        {"name": "gemma-b", "namespace": "models-b", "spec": example["spec"]},
+    ]
+    rendered = [d for d in render({"models": models}) if d["kind"] == "LocalModel"]
+    assert [(d["metadata"]["name"], d["metadata"]["namespace"]) for d in rendered] == [
+        ("gemma", "lm-system"),
+        ("gemma-b", "models-b"),
+    ]
+    for doc in rendered:
+        assert doc["apiVersion"] == "localmodel.dev/v1alpha1"
+        assert doc["spec"] == example["spec"]
+        LocalModelSpec.model_validate(doc["spec"])
+    bad = run_helm("template", "lm", str(CHART), *set_json({"models": [{"spec": {}}]}), check=False)
+    assert bad.returncode != 0 and "name" in bad.stderr

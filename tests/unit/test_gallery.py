@@ -183,3 +183,31 @@ def test_github_urls() -> None:
     assert resolve_url("github:mudler/LocalAI/gallery/index.yaml@master") == (
         "https://raw.githubusercontent.com/mudler/LocalAI/master/gallery/index.yaml"
     )
+
+
+def test_entry_with_a_wrong_sha256_installs_but_fails_to_fetch_clearly(
+    gallery: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from localmodel_runtime.fetch import fetch_command
+
+    url, digest = gallery
+    wrong = "0" * 64
+    index = yaml.safe_load(Path(tmp_path / "index.yaml").read_text())
+    index[0]["files"][0]["sha256"] = wrong
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(index))
+    config, _ = install_config(
+        find_entry(load_index(GallerySource("w", url.replace("index", "wrong"))), "qwen-tiny")
+    )
+    model_yaml = tmp_path / "model.yaml"
+    data = config.model_dump(mode="json", exclude_none=True)
+    # Only the entry's own file: the base config's tokenizer points at a host that does not exist.
+    data["download_files"] = [f for f in data["download_files"] if f["filename"] == "tiny.gguf"]
+    model_yaml.write_text(yaml.safe_dump(data))
+    models = tmp_path / "models"
+    models.mkdir()
+
+    assert fetch_command(model_yaml, models) != 0
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert "tiny.gguf" in line and wrong in line and digest in line
+    # Neither the file nor a partial download is left (the lock file stays, see fetch.py).
+    assert not (models / "tiny.gguf").exists() and not (models / "tiny.gguf.partial").exists()
