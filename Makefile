@@ -53,7 +53,7 @@ cluster-down:
 
 ## GPU smoke tests: only on a machine with an NVIDIA GPU.
 test-gpu:
-	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu LOCALMODEL_BACKENDS_EXTRAS=dev,bnb,vllm scripts/setup-backends.sh
+	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu LOCALMODEL_BACKENDS_EXTRAS=dev,operator,router,bnb,vllm,autogptq,exllamav2 scripts/setup-backends.sh
 	$(CACHE)/venv-gpu/bin/pytest -p no:cacheprovider -m gpu tests/gpu $(PYTEST_ARGS)
 
 clean:

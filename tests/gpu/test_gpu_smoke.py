@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gpu
 import torch  # noqa: E402
 import transformers  # noqa: E402, F401
 
-from tests.support.tiny_hf import tiny_llama  # noqa: E402
+from tests.support.tiny_hf import CORPUS, tiny_llama  # noqa: E402
 
 GREEDY = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
 
@@ -66,3 +66,46 @@ async def test_vllm(models: Path) -> None:
 
     cfg = config("vllm", max_model_len=256, gpu_memory_utilization=0.2, enforce_eager=True)
     await generate(VLLMBackend(cfg, models))
+
+
+async def test_autogptq(models: Path) -> None:
+    """Quantize the tiny Llama to 4-bit GPTQ here, then serve it through `model_base_name`."""
+    from auto_gptq import AutoGPTQForCausalLM, BaseQuantizeConfig
+    from transformers import AutoTokenizer
+
+    from localmodel_runtime.backends.autogptq_backend import AutoGPTQBackend
+
+    source, target = models / "tiny", models / "tiny-gptq"
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    # hidden 128 and intermediate 256 are multiples of the group size, as GPTQ needs.
+    quantize = BaseQuantizeConfig(bits=4, group_size=32, desc_act=False)
+    model = AutoGPTQForCausalLM.from_pretrained(str(source), quantize)
+    examples = [tokenizer(text, return_tensors="pt") for text in CORPUS[:8]]
+    model.quantize([{"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]} for e in examples])
+    model.save_quantized(str(target), use_safetensors=True)
+    tokenizer.save_pretrained(target)
+    base_name = "gptq_model-4bit-32g"  # AutoGPTQ's default name for these settings
+    assert (target / f"{base_name}.safetensors").is_file()
+    del model
+    torch.cuda.empty_cache()
+
+    cfg = config("autogptq", parameters={"model": "tiny-gptq"}, model_base_name=base_name, main_gpu="cuda.0")
+    await generate(AutoGPTQBackend(cfg, models))
+
+
+@pytest.mark.parametrize("backend_name", ["exllama2", "exllama"])
+async def test_exllamav2(models: Path, backend_name: str) -> None:
+    """ExLlamaV2 loads unquantized fp16 Hugging Face checkpoints too: the tiny Llama in fp16 (head size 64,
+    dimensions multiples of 32) serves both backend names."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from localmodel_runtime.backends.exllama_backend import ExLlamaV2Backend
+
+    target = models / "tiny-fp16"
+    if not (target / "config.json").is_file():
+        LlamaForCausalLM.from_pretrained(models / "tiny", dtype=torch.float16).save_pretrained(target)
+        AutoTokenizer.from_pretrained(models / "tiny").save_pretrained(target)
+    cfg = config(backend_name, parameters={"model": "tiny-fp16"}, options=["parallel:2"])
+    backend = ExLlamaV2Backend(cfg, models)
+    assert backend.name == backend_name
+    await generate(backend)

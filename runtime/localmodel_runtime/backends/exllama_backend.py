@@ -95,6 +95,7 @@ class ExLlamaV2Backend(Backend):
     async def load(self) -> None:
         try:
             import exllamav2
+            import exllamav2.attn
             import exllamav2.generator
         except ImportError:
             raise unavailable(self.name) from None
@@ -117,6 +118,11 @@ class ExLlamaV2Backend(Backend):
 
     def _load_sync(self, path: str) -> None:
         lib, cfg = self._lib, self.config
+        # The dynamic generator batches only with paged attention, which needs flash-attn >= 2.5.7;
+        # without it (seen on an H200 without flash-attn) it serves one sequence at a time.
+        paged = bool(getattr(getattr(lib, "attn", None), "has_flash_attn_with_paged", False))
+        if not paged:
+            self._parallel = 1
         try:
             config = lib.ExLlamaV2Config(path)
             config.arch_compat_overrides()
@@ -131,7 +137,7 @@ class ExLlamaV2Backend(Backend):
                 model.load_autosplit(cache, progress=False)
             tokenizer = lib.ExLlamaV2Tokenizer(config)
             self._generator = lib.generator.ExLlamaV2DynamicGenerator(
-                model=model, cache=cache, tokenizer=tokenizer, max_batch_size=self._parallel
+                model=model, cache=cache, tokenizer=tokenizer, max_batch_size=self._parallel, paged=paged
             )
         except (OSError, ValueError, RuntimeError, AssertionError) as exc:
             raise ModelLoadError(f"ExLlamaV2 could not load {path}: {exc}") from exc
