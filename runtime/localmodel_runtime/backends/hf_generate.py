@@ -146,7 +146,9 @@ class HFGenerator:
 
         class Cancel(tf.StoppingCriteria):  # type: ignore[misc, name-defined]
             def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
+                return torch.full(
+                    (input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device
+                )
 
         processors = tf.LogitsProcessorList()
         if params.presence_penalty or params.frequency_penalty:
