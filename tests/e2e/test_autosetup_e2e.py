@@ -83,7 +83,14 @@ def test_request_creates_the_model_which_is_fetched_started_and_answers(
 
     (created,) = control_plane.get("localmodels", namespace=namespace)["items"]
     assert created["metadata"]["annotations"]["localmodel.dev/auto-created"] == "true"
-    assert created["status"]["readyReplicas"] == 1
+    # The router sees the ready endpoint as soon as the EndpointSlice has it; the operator's status
+    # follows from the Deployment a moment later.
+    name = created["metadata"]["name"]
+    control_plane.wait(
+        lambda: control_plane.get("localmodel", name, namespace).get("status", {}).get("readyReplicas") == 1,
+        timeout=60,
+        what="status.readyReplicas 1",
+    )
     # The file came from the mirror through the fetch init container.
     (pod,) = control_plane.get("pods", namespace=namespace)["items"]
     assert FILE in control_plane.logs(pod["metadata"]["name"], namespace, "fetch")
