@@ -8,19 +8,17 @@ Client errors never leak: they become :class:`KubeError` with the API's status c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Event, Pod
+from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from .crd import GROUP, KIND, PLURAL, VERSION
+from .events import local_model_event
 
 LocalModelResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 COMPONENT = "localmodel-operator"
@@ -113,30 +111,7 @@ class Kube:
 
     async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the LocalModel (`kubectl describe lm` shows it)."""
-        meta = owner.get("metadata", {})
-        now = datetime.now(UTC)
-        event = Event(
-            metadata=ObjectMeta(
-                generateName=f"{meta.get('name', 'localmodel')}.", namespace=meta.get("namespace")
-            ),
-            involvedObject=ObjectReference(
-                apiVersion=f"{GROUP}/{VERSION}",
-                kind=KIND,
-                name=meta.get("name"),
-                namespace=meta.get("namespace"),
-                uid=meta.get("uid"),
-                resourceVersion=meta.get("resourceVersion"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=kind,
-            source=EventSource(component=COMPONENT),
-            reportingComponent=COMPONENT,
-            reportingInstance=COMPONENT,
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-        )
+        event = local_model_event(owner, kind, reason, message, COMPONENT)
         try:
             await self.client.create(event)
         except ApiError as exc:

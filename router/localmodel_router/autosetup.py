@@ -504,32 +504,9 @@ class KubernetesModelStore:
         return _as_dict(obj)
 
     async def event(self, obj: dict[str, Any], reason: str, message: str) -> None:
-        from lightkube.models.core_v1 import EventSource, ObjectReference
-        from lightkube.models.meta_v1 import ObjectMeta
-        from lightkube.resources.core_v1 import Event
+        from localmodel_operator.events import local_model_event
 
-        meta = obj.get("metadata") or {}
-        now = datetime.now(UTC)
-        event = Event(
-            metadata=ObjectMeta(generateName=f"{meta.get('name')}.", namespace=meta.get("namespace")),
-            involvedObject=ObjectReference(
-                apiVersion=f"{GROUP}/{VERSION}",
-                kind=KIND,
-                name=meta.get("name"),
-                namespace=meta.get("namespace"),
-                uid=meta.get("uid"),
-                resourceVersion=meta.get("resourceVersion"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Normal",
-            source=EventSource(component=self.component),
-            reportingComponent=self.component,
-            reportingInstance=self.component,
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-        )
+        event = local_model_event(obj, "Normal", reason, message, self.component)
         await self.client.create(event)
 
 
