@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import llama_cpp  # noqa: F401  (the llama-cpp extra is part of the test venv: missing is a failure)
 import pytest
 
 from localmodel_runtime.backends.base import (
@@ -22,10 +23,7 @@ from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.backends.llama_batch import BatchEngine
 from localmodel_runtime.backends.llama_ggml import LlamaGgmlBackend
 from localmodel_runtime.config import ModelConfig
-from tests.support.fixtures_models import gemma_gguf, tiny_gguf  # noqa: F401
 from tests.support.tiny_gguf import BOS_ID, EOS_ID, SEPARATOR_ID, byte_token_id
-
-pytest.importorskip("llama_cpp")
 
 CONTEXT = 512
 
@@ -60,7 +58,7 @@ async def wait_for(check: Callable[[], bool], what: str, bound: float = 10.0) ->
 
 
 @pytest.fixture(scope="module")
-async def tiny(tiny_gguf: Path) -> AsyncIterator[LlamaBackend]:  # noqa: F811
+async def tiny(tiny_gguf: Path) -> AsyncIterator[LlamaBackend]:
     backend = LlamaBackend(config(context_size=CONTEXT, options=["parallel:4"]), tiny_gguf.parent)
     await backend.load()
     yield backend
@@ -235,7 +233,7 @@ async def test_prompt_prefix_is_reused(tiny: LlamaBackend) -> None:
     assert second[0] == first[0]  # reading from the cache gives the same result as reading afresh
 
 
-async def test_prompt_cache_off(tiny_gguf: Path) -> None:  # noqa: F811
+async def test_prompt_cache_off(tiny_gguf: Path) -> None:
     backend = LlamaBackend(config(context_size=256, prompt_cache_all=False), tiny_gguf.parent)
     await backend.load()
     try:
@@ -246,7 +244,7 @@ async def test_prompt_cache_off(tiny_gguf: Path) -> None:  # noqa: F811
         await backend.close()
 
 
-async def test_prompt_cache_path_survives_a_restart(tmp_path: Path, tiny_gguf: Path) -> None:  # noqa: F811
+async def test_prompt_cache_path_survives_a_restart(tmp_path: Path, tiny_gguf: Path) -> None:
     (tmp_path / "tiny.gguf").symlink_to(tiny_gguf)
     cfg = config(context_size=256, prompt_cache_path="cache/tiny.kv")
     prompt = "a long system prompt that a restarted pod should not read again"
@@ -266,7 +264,7 @@ async def test_prompt_cache_path_survives_a_restart(tmp_path: Path, tiny_gguf: P
         await second.close()
 
 
-async def test_embeddings(tiny_gguf: Path) -> None:  # noqa: F811
+async def test_embeddings(tiny_gguf: Path) -> None:
     backend = LlamaBackend(config(context_size=256, embeddings=True), tiny_gguf.parent)
     await backend.load()
     try:
@@ -300,7 +298,7 @@ async def test_not_a_gguf_file(tmp_path: Path) -> None:
         await LlamaBackend(config("bad.gguf"), tmp_path).load()
 
 
-async def test_truncated_gguf(tmp_path: Path, tiny_gguf: Path) -> None:  # noqa: F811
+async def test_truncated_gguf(tmp_path: Path, tiny_gguf: Path) -> None:
     (tmp_path / "cut.gguf").write_bytes(tiny_gguf.read_bytes()[:5000])  # noqa: ASYNC240
     with pytest.raises(ModelLoadError, match="could not load"):
         await LlamaBackend(config("cut.gguf"), tmp_path).load()
@@ -316,14 +314,14 @@ async def test_legacy_ggml(tmp_path: Path) -> None:
     assert "--output new.gguf" in str(info.value)
 
 
-async def test_bad_options(tiny_gguf: Path) -> None:  # noqa: F811
+async def test_bad_options(tiny_gguf: Path) -> None:
     with pytest.raises(ModelLoadError, match="parallel"):
         await LlamaBackend(config(options=["parallel:x"]), tiny_gguf.parent).load()
     with pytest.raises(ModelLoadError, match="cache_type_k"):
         await LlamaBackend(config(cache_type_k="q3_z"), tiny_gguf.parent).load()
 
 
-async def test_load_time_keys(tiny_gguf: Path) -> None:  # noqa: F811
+async def test_load_time_keys(tiny_gguf: Path) -> None:
     # Every llama.cpp key at once: the model must still load and generate.
     cfg = config(
         context_size=-1,
@@ -356,7 +354,7 @@ async def test_load_time_keys(tiny_gguf: Path) -> None:  # noqa: F811
 
 
 @pytest.mark.slow
-async def test_gemma_answers(gemma_gguf: Path) -> None:  # noqa: F811
+async def test_gemma_answers(gemma_gguf: Path) -> None:
     backend = LlamaBackend(
         config(gemma_gguf.name, context_size=512, options=["parallel:2"]), gemma_gguf.parent
     )
