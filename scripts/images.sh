@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS=(llama-cpp-cpu llama-cpp-cuda vllm-cuda transformers-cpu transformers-cuda openvino
-             autogptq-cuda exllamav2-cuda rwkv)
+             autogptq-cpu autogptq-cuda exllamav2-cuda rwkv)
 REGISTRY="${REGISTRY:-ghcr.io/localmodel}"
 TAG="${TAG:-$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n1)}"
 DOCKER="${DOCKER:-docker}"

@@ -1,10 +1,11 @@
 """Which device and image a LocalModel gets: decided in one place, from one table.
 
-`device: auto` follows DESIGN.md: vllm, exllama, exllama2 and autogptq need NVIDIA; transformers with
-an OpenVINO type runs on Intel (or on the CPU when main_gpu asks for CPU or plain AUTO); transformers
-with `main_gpu: cuda…` or `f16` wants NVIDIA; llama with `gpu_layers > 0` wants NVIDIA; everything
-else runs on the CPU. The (backend, device) → image table comes from the operator's settings; a pair
-the table lacks is a combination that cannot run (reason `UnsupportedDevice`).
+`device: auto` follows DESIGN.md: vllm, exllama and exllama2 need NVIDIA; autogptq runs on NVIDIA unless
+`main_gpu` (or the legacy `autogptq.device`) says `cpu`; transformers with an OpenVINO type runs on Intel
+(or on the CPU when main_gpu asks for CPU or plain AUTO); transformers with `main_gpu: cuda…` or `f16`
+wants NVIDIA; llama with `gpu_layers > 0` wants NVIDIA; everything else runs on the CPU. The
+(backend, device) → image table comes from the operator's settings; a pair the table lacks is a
+combination that cannot run (reason `UnsupportedDevice`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from localmodel_runtime.config import LocalModelSpec, canonical_backend, guess_b
 
 from .settings import OperatorSettings
 
-NVIDIA_ONLY = frozenset({"vllm", "exllama", "exllama2", "autogptq"})
+NVIDIA_ONLY = frozenset({"vllm", "exllama", "exllama2"})
 
 
 class PlacementError(Exception):
@@ -64,6 +65,9 @@ def auto_device(spec: LocalModelSpec, backend: str) -> str:
     main_gpu = (spec.main_gpu or "").strip()
     if backend in NVIDIA_ONLY:
         return "nvidia"
+    if backend == "autogptq":
+        legacy = (spec.autogptq.device if spec.autogptq else None) or ""
+        return "cpu" if "cpu" in (main_gpu.lower(), legacy.strip().lower()) else "nvidia"
     if backend == "transformers":
         if _is_openvino(spec):
             return "cpu" if main_gpu.upper() in ("", "CPU", "AUTO") else "intel"

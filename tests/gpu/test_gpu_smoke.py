@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gpu
 import torch  # noqa: E402
 import transformers  # noqa: E402, F401
 
-from tests.support.tiny_hf import CORPUS, tiny_llama  # noqa: E402
+from tests.support.tiny_hf import quantize_gptq, tiny_llama  # noqa: E402
 
 GREEDY = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
 
@@ -68,28 +68,20 @@ async def test_vllm(models: Path) -> None:
     await generate(VLLMBackend(cfg, models))
 
 
-async def test_autogptq(models: Path) -> None:
-    """Quantize the tiny Llama to 4-bit GPTQ here, then serve it through `model_base_name`."""
-    from auto_gptq import AutoGPTQForCausalLM, BaseQuantizeConfig
-    from transformers import AutoTokenizer
-
+@pytest.mark.parametrize("triton", [False, True])
+async def test_autogptq(models: Path, triton: bool) -> None:
+    """Quantize the tiny Llama to 4-bit GPTQ on the GPU here (GPTQModel), then serve it through
+    `model_base_name` with GPTQModel's best CUDA kernel and, with the legacy `autogptq.triton`, Triton's."""
     from localmodel_runtime.backends.autogptq_backend import AutoGPTQBackend
 
-    source, target = models / "tiny", models / "tiny-gptq"
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    # hidden 128 and intermediate 256 are multiples of the group size, as GPTQ needs.
-    quantize = BaseQuantizeConfig(bits=4, group_size=32, desc_act=False)
-    model = AutoGPTQForCausalLM.from_pretrained(str(source), quantize)
-    examples = [tokenizer(text, return_tensors="pt") for text in CORPUS[:8]]
-    model.quantize([{"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]} for e in examples])
-    model.save_quantized(str(target), use_safetensors=True)
-    tokenizer.save_pretrained(target)
-    base_name = "gptq_model-4bit-32g"  # AutoGPTQ's default name for these settings
-    assert (target / f"{base_name}.safetensors").is_file()
-    del model
-    torch.cuda.empty_cache()
-
-    cfg = config("autogptq", parameters={"model": "tiny-gptq"}, model_base_name=base_name, main_gpu="cuda.0")
+    base_name = "tiny-GPTQ-4bit-32g"
+    if not (models / "tiny-gptq" / f"{base_name}.safetensors").is_file():
+        quantize_gptq(models / "tiny", models / "tiny-gptq", weights_base_name=base_name, device="cuda:0")
+        torch.cuda.empty_cache()
+    legacy = {"autogptq": {"triton": True}} if triton else {}
+    cfg = config(
+        "autogptq", parameters={"model": "tiny-gptq"}, model_base_name=base_name, main_gpu="cuda.0", **legacy
+    )
     await generate(AutoGPTQBackend(cfg, models))
 
 

@@ -35,7 +35,7 @@ def config(backend: str, **keys: Any) -> ModelConfig:
         (TransformersBackend, "transformers", "transformers", "transformers"),
         (TransformersBackend, "sentencetransformers", "torch", "transformers"),
         (VLLMBackend, "vllm", "vllm", "vllm"),
-        (AutoGPTQBackend, "autogptq", "auto_gptq", "autogptq"),
+        (AutoGPTQBackend, "autogptq", "gptqmodel", "autogptq"),
         (ExLlamaV2Backend, "exllama", "exllamav2", "exllamav2"),
         (ExLlamaV2Backend, "exllama2", "exllamav2", "exllamav2"),
         (RWKVBackend, "rwkv", "rwkv", "rwkv"),

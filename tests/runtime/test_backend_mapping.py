@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from localmodel_runtime.backends.autogptq_backend import quantized_kwargs
+from localmodel_runtime.backends.autogptq_backend import base_name, checkpoint_view, load_kwargs
 from localmodel_runtime.backends.base import InvalidRequest, ModelLoadError, SamplingParams
 from localmodel_runtime.backends.exllama_backend import gpu_split, sampler_settings
 from localmodel_runtime.backends.hf_common import (
@@ -275,19 +275,54 @@ def test_vllm_sampling_kwargs() -> None:
     assert sampled["top_k"] == -1 and sampled["top_p"] == 0.95 and "seed" not in sampled
 
 
-def test_autogptq_kwargs() -> None:
+def test_autogptq_load_kwargs() -> None:
     cfg = config(model_base_name="orca_mini_v2_13b-GPTQ-4bit-128g.no-act.order")
-    assert quantized_kwargs(cfg, "cuda:0") == {
-        "use_safetensors": True,
-        "trust_remote_code": False,
-        "device": "cuda:0",
-        "use_triton": False,
-        "quantize_config": None,
-        "model_basename": "orca_mini_v2_13b-GPTQ-4bit-128g.no-act.order",
+    assert load_kwargs(cfg, "cuda:0") == {"device": "cuda:0", "trust_remote_code": False, "backend": "auto"}
+    assert base_name(cfg) == "orca_mini_v2_13b-GPTQ-4bit-128g.no-act.order"
+    legacy = config(
+        autogptq={"model_base_name": "w", "device": "cuda:1", "triton": True}, trust_remote_code=True
+    )
+    assert load_kwargs(legacy, "cuda:0") == {
+        "device": "cuda:1",
+        "trust_remote_code": True,
+        "backend": "gptq_triton",
     }
-    legacy = config(autogptq={"model_base_name": "w", "device": "cuda:1", "triton": True})
-    got = quantized_kwargs(legacy, "cuda:0")
-    assert (got["model_basename"], got["device"], got["use_triton"]) == ("w", "cuda:1", True)
+    assert base_name(legacy) == "w"
+    assert base_name(config()) is None
+
+
+def test_autogptq_checkpoint_view(tmp_path: Path) -> None:
+    repo = tmp_path / "orca-GPTQ"
+    repo.mkdir()
+    for name in (
+        "config.json",
+        "quantize_config.json",
+        "tokenizer.json",
+        "w-4bit.safetensors",
+        "other.safetensors",
+    ):
+        (repo / name).write_text(name)
+    scratch = tmp_path / "scratch"
+    # GPTQModel's own names need no view.
+    assert checkpoint_view(repo, None, scratch) == repo
+    assert checkpoint_view(repo, "model", scratch) == repo
+    view = checkpoint_view(repo, "w-4bit", scratch)
+    assert view == scratch / "orca-GPTQ"
+    assert sorted(p.name for p in view.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "quantize_config.json",
+        "tokenizer.json",
+    ]
+    assert (view / "model.safetensors").read_text() == "w-4bit.safetensors"
+    assert (view / "config.json").resolve() == (repo / "config.json").resolve()
+    with pytest.raises(
+        ModelLoadError, match=r"missing.safetensors is not in .*: other.safetensors, w-4bit.safetensors"
+    ):
+        checkpoint_view(repo, "missing", scratch)
+    (repo / "old.bin").write_text("torch pickle")
+    with pytest.raises(ModelLoadError, match=r"GPTQ weights must be safetensors"):
+        checkpoint_view(repo, "old", scratch)
 
 
 def test_exllama_mapping() -> None:

@@ -76,3 +76,20 @@ def export_openvino(source: Path, target: Path, *, features: bool = False) -> Pa
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(source).save_pretrained(target)
     return target
+
+
+def quantize_gptq(source: Path, target: Path, *, weights_base_name: str, device: str = "cpu") -> Path:
+    """Quantize a checkpoint to 4-bit GPTQ (group size 32) with GPTQModel, calibrated on CORPUS, and
+    store its weights as `{weights_base_name}.safetensors`, as TheBloke's GPTQ repositories name them.
+
+    GPTQ's group size must divide every linear layer's input width: build `source` with
+    `tiny_llama(hidden=128)` or another multiple of 32."""
+    from gptqmodel import GPTQModel, QuantizeConfig
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = GPTQModel.load(str(source), QuantizeConfig(bits=4, group_size=32, desc_act=False), device=device)
+    model.quantize(CORPUS[:8], tokenizer=tokenizer, batch_size=1)
+    model.save(str(target))
+    (target / "model.safetensors").rename(target / f"{weights_base_name}.safetensors")
+    return target

@@ -142,6 +142,10 @@ def test_storage_choices() -> None:
         ({"backend": "llama-ggml"}, "cpu", "llama-ggml"),
         ({"backend": "vllm", "deployment": {"gpus": 4}}, "nvidia", "vllm"),
         ({"backend": "llama", "deployment": {"device": "nvidia"}}, "nvidia", "llama"),
+        ({"backend": "autogptq"}, "nvidia", "autogptq"),
+        ({"backend": "autogptq", "main_gpu": "cpu"}, "cpu", "autogptq"),
+        ({"backend": "autogptq", "autogptq": {"device": "cpu"}}, "cpu", "autogptq"),
+        ({"backend": "autogptq", "deployment": {"device": "cpu"}}, "cpu", "autogptq"),
     ],
 )
 def test_auto_device_rules(spec: dict[str, Any], device: str, image_key: str) -> None:

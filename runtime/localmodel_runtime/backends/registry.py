@@ -33,7 +33,7 @@ LIBRARIES: Final[dict[str, tuple[str, ...]]] = {
     "llama-ggml": (),
     "transformers": ("transformers", "torch"),
     "vllm": ("vllm",),
-    "autogptq": ("auto_gptq", "transformers", "torch"),
+    "autogptq": ("gptqmodel", "transformers", "torch"),
     "exllama": ("exllamav2",),
     "exllama2": ("exllamav2",),
     "rwkv": ("rwkv",),
