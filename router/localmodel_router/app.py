@@ -19,7 +19,7 @@ from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
-from localmodel_router.table import ModelEntry, ModelTable, Scaler
+from localmodel_router.table import ModelEntry, ModelTable, Scaler, UseClock
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
 
@@ -40,6 +40,8 @@ class Discovery:
     """What feeds the table: started in the app's lifespan, stopped at shutdown."""
 
     scaler: Scaler | None = None
+    clock: UseClock | None = None
+    """The idle clock shared with the other router replicas, where there can be several."""
 
     async def start(self, table: ModelTable) -> None:
         raise NotImplementedError
@@ -68,6 +70,7 @@ class RouterApp:
             table,
             scaler or (discovery.scaler if discovery else None),
             wake_hold=self.settings.cold_start_timeout,
+            clock=discovery.clock if discovery else None,
         )
         self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
         self.autosetup = autosetup

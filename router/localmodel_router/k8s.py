@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,7 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
         scale_down_delay=float(delay) if isinstance(delay, int | float) else 600.0,
         namespace=meta.get("namespace"),
         resource_name=meta.get("name"),
+        uid=meta.get("uid"),
     )
 
 
@@ -167,6 +169,11 @@ class KubernetesDiscovery(Discovery):
         self.localmodel = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
         self.endpointslice = EndpointSlice
         self.scaler = KubernetesScaler(self.client, self.localmodel)
+        from localmodel_router.k8s_clock import KubernetesUseClock
+
+        self.clock = KubernetesUseClock(
+            self.client, identity=os.environ.get("HOSTNAME") or "localmodel-router"
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._pending = 0
 

@@ -51,6 +51,8 @@ class ModelSettings:
     namespace: str | None = None
     resource_name: str | None = None
     """The LocalModel object's name (the API name may differ), for the Kubernetes scaler."""
+    uid: str | None = None
+    """The LocalModel object's uid: what the router's objects for it name as their owner."""
 
 
 @dataclass(eq=False)
@@ -72,6 +74,16 @@ class Scaler(Protocol):
     async def scale_up(self, model: ModelEntry) -> None: ...
 
     async def scale_down(self, model: ModelEntry) -> None: ...
+
+
+class UseClock(Protocol):
+    """When a model was last used, shared by every router replica: without it each replica's idle timer
+    would scale a model to zero while another replica is still serving it. Times are wall-clock
+    seconds (replicas share no monotonic clock)."""
+
+    async def publish(self, model: ModelEntry, used_at: float) -> None: ...
+
+    async def last_use(self, model: ModelEntry) -> float | None: ...
 
 
 class ModelTable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,52 @@ def test_scale_from_zero_once_then_idle_scale_down(
             what="no endpoints after scale-down",
         )
         assert stand_in.seen[:2] == [1, 0], stand_in.seen
+    finally:
+        stand_in.stopped.set()
+        stand_in.join(5)
+
+
+def test_router_replicas_share_the_idle_clock(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+) -> None:
+    """Two router replicas; traffic reaches only one. The other, idle by its own clock, must not scale
+    the model down while the first serves it (the Lease carries the last use), and does once nobody has."""
+    cluster = router_role
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    autoscaling = {"minReplicas": 0, "maxReplicas": 2, "scaleDownDelaySeconds": 6}
+    cluster.apply(
+        localmodel("shared", "shared-model", {"replicas": 1, "autoscaling": autoscaling}), namespace
+    )
+    cluster.apply(upstream("shared", 1, flags), namespace)
+    stand_in = OperatorStandIn(cluster, namespace, "shared")
+    stand_in.start()
+    try:
+        serving: RouterProcess = start_router()
+        idle: RouterProcess = start_router()
+        for router in (serving, idle):
+            cluster.wait(
+                lambda r=router: bool((r.models().get("shared-model") or {}).get("ready")),
+                timeout=60,
+                what="shared-model ready in both routers",
+            )
+        # Three delays' worth of traffic through one replica only.
+        end = time.monotonic() + 18
+        while time.monotonic() < end:
+            response = serving.post("shared-model")
+            assert response.status_code == 200, response.text
+            assert replicas(cluster, namespace, "shared") == 1, idle.output()
+            time.sleep(1)
+        lease = cluster.get("lease", "localmodel-last-use.shared", namespace)
+        (owner,) = lease["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == ("LocalModel", "shared")
+        assert "through another router replica" in idle.output()
+
+        # Nobody uses it any more: it goes to zero.
+        cluster.wait(
+            lambda: replicas(cluster, namespace, "shared") == 0, timeout=60, what="LocalModel scaled to 0"
+        )
     finally:
         stand_in.stopped.set()
         stand_in.join(5)

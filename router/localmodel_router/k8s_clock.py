@@ -1,0 +1,110 @@
+"""The idle clock router replicas share on Kubernetes: one Lease per scale-to-zero LocalModel.
+
+The Lease's `renewTime` is the last time any replica used the model. Writes only move it forward (a
+read, then a replace guarded by the resourceVersion, retried on conflict), so a replica publishing an
+older use never hides a newer one. The Lease is owned by its LocalModel and goes away with it. Leases
+rather than an annotation on the LocalModel: writing the LocalModel would wake the operator each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from localmodel_router.table import ModelEntry
+
+from .k8s import GROUP, KIND, VERSION
+
+LEASE_PREFIX = "localmodel-last-use."
+_CONFLICT_RETRIES = 3
+
+
+def lease_name(resource_name: str) -> str:
+    """`localmodel-last-use.<LocalModel name>`, shortened with a digest past the 253-character limit."""
+    name = LEASE_PREFIX + resource_name
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(resource_name.encode()).hexdigest()[:16]
+    return f"{name[: 253 - 17]}-{digest}"
+
+
+class KubernetesUseClock:
+    def __init__(self, client: Any, identity: str) -> None:
+        self.client = client
+        self.identity = identity
+        """Written as the Lease's holderIdentity: which replica published last (the router's pod name)."""
+
+    def _lease(self, model: ModelEntry, stamp: datetime) -> Any:
+        from lightkube.models.coordination_v1 import LeaseSpec
+        from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
+        from lightkube.resources.coordination_v1 import Lease
+
+        settings = model.settings
+        assert settings.resource_name is not None
+        owners = (
+            [OwnerReference(f"{GROUP}/{VERSION}", KIND, settings.resource_name, settings.uid)]
+            if settings.uid
+            else None
+        )
+        return Lease(
+            metadata=ObjectMeta(
+                name=lease_name(settings.resource_name),
+                namespace=settings.namespace,
+                labels={"app.kubernetes.io/managed-by": "localmodel-router"},
+                ownerReferences=owners,
+            ),
+            spec=LeaseSpec(holderIdentity=self.identity, renewTime=stamp),
+        )
+
+    async def publish(self, model: ModelEntry, used_at: float) -> None:
+        settings = model.settings
+        if not settings.resource_name or settings.namespace is None:
+            return
+        from lightkube.core.exceptions import ApiError
+        from lightkube.resources.coordination_v1 import Lease
+
+        stamp = datetime.fromtimestamp(used_at, UTC)
+        name = lease_name(settings.resource_name)
+        for _ in range(_CONFLICT_RETRIES):
+            try:
+                current = await self.client.get(Lease, name, namespace=settings.namespace)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                try:
+                    await self.client.create(self._lease(model, stamp))
+                    return
+                except ApiError as created:
+                    if created.status.code == 409:
+                        continue  # another replica created it meanwhile: compare with theirs
+                    raise
+            renewed = current.spec.renewTime if current.spec else None
+            if renewed is not None and renewed >= stamp:
+                return
+            current.spec.renewTime = stamp
+            current.spec.holderIdentity = self.identity
+            try:
+                await self.client.replace(current)
+                return
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise  # 409: another replica wrote in between; read theirs and compare again
+
+    async def last_use(self, model: ModelEntry) -> float | None:
+        settings = model.settings
+        if not settings.resource_name or settings.namespace is None:
+            return None
+        from lightkube.core.exceptions import ApiError
+        from lightkube.resources.coordination_v1 import Lease
+
+        try:
+            lease = await self.client.get(
+                Lease, lease_name(settings.resource_name), namespace=settings.namespace
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        renewed = lease.spec.renewTime if lease.spec else None
+        return renewed.timestamp() if renewed is not None else None
