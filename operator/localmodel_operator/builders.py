@@ -260,6 +260,11 @@ def build_deployment(
             "runAsGroup": RUNTIME_UID,
             "fsGroup": RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
+            **(
+                {"supplementalGroups": list(placement.supplemental_groups)}
+                if placement.supplemental_groups
+                else {}
+            ),
         },
         "containers": [container],
         "volumes": [

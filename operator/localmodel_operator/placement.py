@@ -43,6 +43,8 @@ class Placement:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     env: list[dict[str, Any]] = field(default_factory=list)
     """Environment every runtime container of the cluster gets (settings `runtimeEnv`)."""
+    supplemental_groups: tuple[int, ...] = ()
+    """The device's groups (settings `devices.<device>.supplementalGroups`)."""
 
 
 def resolve_backend(spec: LocalModelSpec) -> str:
@@ -139,4 +141,5 @@ def place(spec: LocalModelSpec, settings: OperatorSettings) -> Placement:
         resources=resources,
         tolerations=tolerations,
         env=[dict(item) for item in settings.runtime_env],
+        supplemental_groups=device_entry.supplemental_groups if device_entry else (),
     )

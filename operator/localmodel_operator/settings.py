@@ -32,6 +32,9 @@ class DeviceEntry:
     resource: str | None = None
     """Extended resource requested per GPU (None for cpu)."""
     tolerations: tuple[dict[str, Any], ...] = ()
+    supplemental_groups: tuple[int, ...] = ()
+    """Groups the runtime pod joins to open the device nodes (e.g. the hosts' `render` group for
+    /dev/dri when the container runtime does not hand devices to the pod's user)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,14 @@ def _defaults() -> dict[str, Any]:
     return data
 
 
+def _group_ids(device: str, groups: Any) -> tuple[int, ...]:
+    if not isinstance(groups, list | tuple) or not all(isinstance(g, int) and g >= 0 for g in groups):
+        raise SettingsError(
+            f"devices.{device}.supplementalGroups: expected a list of numeric group IDs, got {groups!r}"
+        )
+    return tuple(groups)
+
+
 def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
     merged = _deep_merge(_defaults(), data)
     registry, tag = str(merged.get("registry", "")), str(merged.get("tag", ""))
@@ -96,7 +107,11 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         image = str(entry["image"]).format(registry=registry, tag=tag)
         images[key] = ImageEntry(image, bool(entry.get("readOnlyRootFilesystem", True)))
     devices = {
-        name: DeviceEntry(entry.get("resource"), tuple(entry.get("tolerations") or ()))
+        name: DeviceEntry(
+            entry.get("resource"),
+            tuple(entry.get("tolerations") or ()),
+            _group_ids(name, entry.get("supplementalGroups") or ()),
+        )
         for name, entry in (merged.get("devices") or {}).items()
     }
     return OperatorSettings(

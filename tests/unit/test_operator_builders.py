@@ -271,6 +271,24 @@ def test_cluster_runtime_env_reaches_runtime_and_fetch_and_the_model_env_wins() 
         assert values == ["http://mirror.test", "http://model.test"], container["name"]
 
 
+def test_device_supplemental_groups_reach_only_that_devices_pods() -> None:
+    from localmodel_operator.settings import SettingsError
+
+    settings = settings_from_dict({"devices": {"intel": {"supplementalGroups": [110]}}})
+    assert settings.devices["intel"].resource == "gpu.intel.com/i915"  # merged with the defaults
+    intel = example("starling-openvino")
+    assert pod_spec(build_children(intel, place(intel.spec, settings), 60))["securityContext"][
+        "supplementalGroups"
+    ] == [110]
+    cpu = example("gemma-3-270m")
+    assert (
+        "supplementalGroups"
+        not in pod_spec(build_children(cpu, place(cpu.spec, settings), 60))["securityContext"]
+    )
+    with pytest.raises(SettingsError, match=r"devices.intel.supplementalGroups: expected a list of numeric"):
+        settings_from_dict({"devices": {"intel": {"supplementalGroups": ["render"]}}})
+
+
 def test_runtime_env_must_be_env_vars() -> None:
     from localmodel_operator.settings import SettingsError
 
