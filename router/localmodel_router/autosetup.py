@@ -500,7 +500,19 @@ class KubernetesModelStore:
         except ApiError as exc:
             if exc.status.code == 409:
                 raise Exists(manifest["metadata"]["name"]) from exc
-            raise
+            meta = manifest["metadata"]
+            hint = (
+                " (the router's ServiceAccount needs `create` on localmodels there: the chart binds it "
+                "with router.autoSetup.enabled)"
+                if exc.status.code == 403
+                else ""
+            )
+            raise RouterError(
+                500,
+                f"automatic setup could not create LocalModel {meta['namespace']}/{meta['name']}: "
+                f"{exc.status.message}{hint}",
+                "auto_setup_failed",
+            ) from exc
         return _as_dict(obj)
 
     async def event(self, obj: dict[str, Any], reason: str, message: str) -> None:

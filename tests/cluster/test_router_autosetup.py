@@ -66,6 +66,7 @@ def test_auto_setup_creates_once_and_keeps_its_guard_rails(
             "3",
             "--cold-start-timeout",
             "2",
+            auto_setup=True,
         )
 
         # Three requests at once for one Hugging Face file: one LocalModel, each request held, then 503.
@@ -115,6 +116,20 @@ def test_auto_setup_creates_once_and_keeps_its_guard_rails(
         missing = router.post(name)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
     assert len(localmodels(cluster, namespace)) == 2
+
+
+def test_auto_setup_without_its_rights_is_a_clear_500(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess]
+) -> None:
+    """Automatic setup on, but its Role not bound in the namespace: the router's general rules do not
+    allow creating LocalModels, and the client learns why."""
+    router = start_router("--auto-setup", "--auto-setup-allow-repo", "TheBloke/*")
+    response = router.post(TINY)
+    assert response.status_code == 500, response.text
+    error = response.json()["error"]
+    assert error["code"] == "auto_setup_failed"
+    assert "forbidden" in error["message"] and "router.autoSetup.enabled" in error["message"]
+    assert localmodels(router_role, namespace) == []
 
 
 def test_auto_setup_off_is_a_404(

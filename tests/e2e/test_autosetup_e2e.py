@@ -64,6 +64,7 @@ def test_request_creates_the_model_which_is_fetched_started_and_answers(
         "240",
         "--cold-start-timeout",
         "240",
+        auto_setup=True,
     )
     client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=300)
     requested = f"{REPO}/{FILE}"

@@ -21,8 +21,10 @@ from tests.support.router_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTER_RULES = ROOT / "helm" / "localmodel" / "files" / "router-rules.yaml"
+AUTOSETUP_RULES = ROOT / "helm" / "localmodel" / "files" / "router-autosetup-rules.yaml"
 CRD = ROOT / "crds" / "localmodel.yaml"
 ROUTER_ROLE = "localmodel-router-test"
+AUTOSETUP_ROLE = "localmodel-router-autosetup-test"
 JsonDict = dict[str, Any]
 
 
@@ -36,20 +38,34 @@ def install_crd_and_role(cluster: Cluster) -> None:
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     cluster.wait(established, timeout=60, what="the LocalModel CRD established")
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": ROUTER_ROLE},
-        "rules": yaml.safe_load(ROUTER_RULES.read_text(encoding="utf-8")),
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
+    for name, rules in ((ROUTER_ROLE, ROUTER_RULES), (AUTOSETUP_ROLE, AUTOSETUP_RULES)):
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": yaml.safe_load(rules.read_text(encoding="utf-8")),
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
 
 
-def router_kubeconfig(cluster: Cluster, namespace: str, directory: Path, cluster_wide: bool) -> Path:
+def router_kubeconfig(
+    cluster: Cluster, namespace: str, directory: Path, cluster_wide: bool, auto_setup: bool = False
+) -> Path:
     """A kubeconfig for ServiceAccount `router` in `namespace`, bound to the router rules in that
-    namespace only (RoleBinding) or everywhere (ClusterRoleBinding, named after the namespace)."""
+    namespace only (RoleBinding) or everywhere (ClusterRoleBinding, named after the namespace); with
+    `auto_setup`, also to the automatic-setup rules in that namespace, as the chart binds them."""
     cluster.kubectl("create", "serviceaccount", "router", "-n", namespace)
     subject = f"--serviceaccount={namespace}:router"
+    if auto_setup:
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            "router-autosetup",
+            "-n",
+            namespace,
+            f"--clusterrole={AUTOSETUP_ROLE}",
+            subject,
+        )
     if cluster_wide:
         cluster.kubectl(
             "create", "clusterrolebinding", f"router-{namespace}", f"--clusterrole={ROUTER_ROLE}", subject
@@ -160,14 +176,17 @@ def router_role_fixture(control_plane: Cluster) -> Cluster:
 def start_router_fixture(
     router_role: Cluster, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., RouterProcess]]:
-    """`start_router(*args, all_namespaces=False)`: a router for the test's namespace (or all), as
-    ServiceAccount `router` of that namespace; stopped (and its binding dropped) after the test."""
+    """`start_router(*args, all_namespaces=False, auto_setup=False)`: a router for the test's namespace
+    (or all), as ServiceAccount `router` of that namespace (with automatic setup's rights there when
+    `auto_setup`); stopped (and its binding dropped) after the test."""
     started: list[RouterProcess] = []
     cluster_wide: list[bool] = []
 
-    def start(*args: str, all_namespaces: bool = False) -> RouterProcess:
+    def start(*args: str, all_namespaces: bool = False, auto_setup: bool = False) -> RouterProcess:
         if not started:
-            kubeconfig = router_kubeconfig(router_role, namespace, tmp_path, cluster_wide=all_namespaces)
+            kubeconfig = router_kubeconfig(
+                router_role, namespace, tmp_path, cluster_wide=all_namespaces, auto_setup=auto_setup
+            )
             cluster_wide.append(all_namespaces)
         else:
             kubeconfig = tmp_path / f"router-{namespace}.kubeconfig"

@@ -154,6 +154,22 @@ def test_every_optional_feature_renders() -> None:
         "--auto-setup-allow-repo=TheBloke/*",
         "--auto-setup-max-models=3",
     ]
+    # Creating LocalModels is allowed only in the automatic-setup namespace, not cluster-wide.
+    role = objs["Role", "lm-localmodel-router-autosetup"]
+    assert role["metadata"]["namespace"] == "models-a"
+    assert role["rules"] == yaml.safe_load((CHART / "files" / "router-autosetup-rules.yaml").read_text())
+    binding = objs["RoleBinding", "lm-localmodel-router-autosetup"]
+    assert binding["metadata"]["namespace"] == "models-a"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lm-localmodel-router", "namespace": "lm-system"}
+    ]
+    cluster_rules = objs["ClusterRole", "lm-system-lm-localmodel-router"]["rules"]
+    assert not any("create" in rule["verbs"] and "localmodels" in rule["resources"] for rule in cluster_rules)
     volumes = router["spec"]["template"]["spec"]["volumes"]
     assert {"name": "api-keys", "secret": {"secretName": "router-keys"}} in volumes
     operator = objs["Deployment", "lm-localmodel-operator"]

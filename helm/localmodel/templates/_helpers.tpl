@@ -23,6 +23,11 @@
 {{- printf "%s-%s" .Release.Namespace (include "localmodel.fullname" .) }}
 {{- end }}
 
+{{/* Where the router's automatic setup creates LocalModels. */}}
+{{- define "localmodel.autoSetupNamespace" -}}
+{{- .Values.router.autoSetup.namespace | default (first .Values.watchNamespaces) | default .Release.Namespace }}
+{{- end }}
+
 {{- define "localmodel.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
