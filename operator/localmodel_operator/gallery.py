@@ -21,6 +21,7 @@ import httpx
 from localmodel_runtime.config import ModelConfig, ModelConfigError, parse_model_configs
 from localmodel_runtime.config.dump import dump_yaml
 from localmodel_runtime.config.yaml12 import YAMLDecodeError, compose_documents, plain_value
+from localmodel_runtime.fetch_sources import GITHUB_PREFIX, FetchError, github_url
 
 from .crd import GROUP
 from .importer import inline_templates, to_manifest
@@ -57,10 +58,11 @@ class GalleryEntry:
 
 def resolve_url(url: str, base: str | None = None) -> str:
     """LocalAI's URL forms: `github:org/repo/path@branch`, https://, http://, file://, or a relative path."""
-    if url.startswith("github:"):
-        path, _, branch = url.removeprefix("github:").partition("@")
-        org, repo, rest = path.split("/", 2)
-        return f"https://raw.githubusercontent.com/{org}/{repo}/{branch or 'main'}/{rest}"
+    if url.startswith(GITHUB_PREFIX):
+        try:
+            return github_url(url)
+        except FetchError as exc:
+            raise GalleryError(str(exc)) from None
     if "://" not in url and base:
         return base.rsplit("/", 1)[0] + "/" + url
     return url

@@ -189,7 +189,7 @@ def check(args: argparse.Namespace) -> int:
         model = config.model_file
         fetched = {f.filename for f in config.download_files or []}
         # Only these backends read a file of the models directory (the others also take repository ids).
-        local_file = backend in ("llama", "llama-ggml", "rwkv") and model and "://" not in model
+        local_file = backend in ("llama", "llama-ggml", "rwkv") and model and config.model_uri is None
         if local_file and model not in fetched and not (args.models_dir / str(model)).exists():
             problems.append((1, f"parameters.model {model!r} is not in {args.models_dir}"))
         for key in unsupported_keys(config):

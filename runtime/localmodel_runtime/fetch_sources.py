@@ -10,7 +10,12 @@ A `download_files[].uri` (or a URI in `parameters.model`) resolves to one of thr
   endpoint's host);
 * `file:///absolute/path`: a local copy;
 * `pypi://DIST`: a model shipped as a Python package: module `DIST` (with `-` → `_`) is imported and its
-  `assemble()` returns the path of the file.
+  `assemble()` returns the path of the file;
+* `github:org/repo/path[@branch]` (LocalAI's form, no `//`): the file from
+  `https://raw.githubusercontent.com/org/repo/{branch or main}/path`;
+* `ollama://[namespace/]name[:tag]`: the model layer (GGUF) of an Ollama registry image, from
+  `{OLLAMA_REGISTRY or https://registry.ollama.ai}/v2/{namespace or library}/{name}/…`, checked against
+  the digest its manifest names.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
-SUPPORTED_SCHEMES = ("huggingface", "hf", "https", "http", "file", "pypi")
+DEFAULT_OLLAMA_REGISTRY = "https://registry.ollama.ai"
+GITHUB_RAW = "https://raw.githubusercontent.com"
+GITHUB_PREFIX = "github:"
+SUPPORTED_SCHEMES = ("huggingface", "hf", "https", "http", "file", "pypi", "ollama")
 
 
 class FetchError(Exception):
@@ -55,7 +63,24 @@ class PypiSource:
         return self.distribution.strip().lower().replace("-", "_").replace(".", "_")
 
 
-Source = HttpSource | FileSource | PypiSource
+@dataclass(frozen=True)
+class OllamaSource:
+    """An Ollama registry image: its manifest names the model layer to download."""
+
+    registry: str
+    repository: str
+    """`namespace/name`, `library/…` for the official models."""
+    tag: str
+
+    @property
+    def manifest_url(self) -> str:
+        return f"{self.registry}/v2/{self.repository}/manifests/{self.tag}"
+
+    def blob_url(self, digest: str) -> str:
+        return f"{self.registry}/v2/{self.repository}/blobs/{digest}"
+
+
+Source = HttpSource | FileSource | PypiSource | OllamaSource
 
 
 def uri_scheme(value: str) -> str | None:
@@ -67,8 +92,27 @@ def uri_scheme(value: str) -> str | None:
 
 
 def looks_like_uri(value: str) -> bool:
-    """True when `value` is a `scheme://…` URI rather than a file name or a repository id."""
-    return uri_scheme(value) is not None
+    """True when `value` is a URI (`scheme://…` or `github:…`) rather than a file name or a repository id."""
+    return uri_scheme(value) is not None or value.startswith(GITHUB_PREFIX)
+
+
+def github_url(value: str) -> str:
+    """LocalAI's `github:org/repo/path[@branch]` as its raw.githubusercontent.com URL."""
+    path, _, branch = value.removeprefix(GITHUB_PREFIX).partition("@")
+    parts = path.split("/", 2)
+    if len(parts) < 3 or not all(parts):
+        raise FetchError(f"{value!r}: a GitHub URI is github:org/repo/path/to/file[@branch]")
+    org, repo, rest = parts
+    return f"{GITHUB_RAW}/{org}/{repo}/{branch or 'main'}/{rest}"
+
+
+def _split_ollama(rest: str) -> tuple[str, str]:
+    """`name[:tag]` or `namespace/name[:tag]` → (`namespace/name`, tag)."""
+    name, _, tag = rest.strip("/").partition(":")
+    parts = name.split("/")
+    if not name or len(parts) > 2 or not all(parts) or ".." in parts:
+        raise FetchError("an Ollama URI is ollama://[namespace/]name[:tag]")
+    return ("/".join(parts) if len(parts) == 2 else f"library/{name}"), tag or "latest"
 
 
 def _split_hf(rest: str) -> tuple[str, str, str, str]:
@@ -100,6 +144,8 @@ def hf_token(env: Mapping[str, str]) -> str | None:
 def resolve_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
     """Turn a `download_files[].uri` into a :data:`Source`; :class:`FetchError` for anything else."""
     env = os.environ if env is None else env
+    if uri.startswith(GITHUB_PREFIX):
+        return HttpSource(github_url(uri))
     scheme = uri_scheme(uri)
     rest = uri.partition("://")[2]
     token = hf_token(env)
@@ -126,8 +172,12 @@ def resolve_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
         if not distribution or "/" in distribution:
             raise FetchError(f"{uri!r}: a PyPI URI is pypi://DISTRIBUTION")
         return PypiSource(distribution)
+    if scheme == "ollama":
+        repository, tag = _split_ollama(rest)
+        registry = (env.get("OLLAMA_REGISTRY") or DEFAULT_OLLAMA_REGISTRY).rstrip("/")
+        return OllamaSource(registry, repository, tag)
     shown = f"{scheme}://" if scheme else "no scheme"
-    supported = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
+    supported = ", ".join([*(f"{s}://" for s in SUPPORTED_SCHEMES), GITHUB_PREFIX])
     raise FetchError(f"unsupported URI {uri!r} ({shown}; supported: {supported})")
 
 
@@ -137,14 +187,23 @@ def local_model_name(uri_or_name: str) -> str:
     `parameters.model` may be a URI (LocalAI allows `model: huggingface://owner/repo/file.gguf`):
     `localmodel-runtime fetch` downloads it to the URI's base name, without `@revision`, query or
     fragment (`huggingface://o/r/sub/x.gguf@v1` → `x.gguf`, `https://h/x.gguf?download=1` →
-    `x.gguf`, `pypi://dist-name` → `dist-name`), and the server loads that file. A value that is not
+    `x.gguf`, `pypi://dist-name` → `dist-name`, `github:o/r/x.gguf@dev` → `x.gguf`,
+    `ollama://gemma3:270m` → `gemma3-270m.gguf`), and the server loads that file. A value that is not
     a URI (a file name or a repository id) is returned unchanged. :class:`FetchError` when the URI
     has no file name to use (`https://host/`).
     """
+    if uri_or_name.startswith(GITHUB_PREFIX):
+        return posixpath.basename(urlsplit(github_url(uri_or_name)).path)
     scheme = uri_scheme(uri_or_name)
     if scheme is None:
         return uri_or_name
     rest = uri_or_name.partition("://")[2]
+    if scheme == "ollama":
+        try:
+            repository, tag = _split_ollama(rest)
+        except FetchError as exc:
+            raise FetchError(f"{uri_or_name!r}: {exc}") from None
+        return f"{repository.removeprefix('library/').replace('/', '-')}-{tag}.gguf"
     if scheme in ("huggingface", "hf"):
         try:
             path = _split_hf(rest)[2]

