@@ -1,8 +1,9 @@
 """`localmodel up`: the README's first command, as a user runs it (real processes, real ports).
 
-A models directory with two LocalAI YAML files (one beside its GGUF, one fetched over HTTP by the
-supervisor before it starts) → one runtime process per model plus the router → the LocalAI docs'
-curl requests answered through the router → SIGTERM stops every child.
+A models directory with two LocalAI YAML files (one beside its GGUF; one listing two models fetched over
+HTTP by the supervisor before it starts, through `download_files` and through a URI as
+`parameters.model`) → one runtime process per model plus the router → the LocalAI docs' curl requests
+answered through the router → SIGTERM stops every child.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def models_dir(tmp_path: Path, tiny_gguf: Path) -> Iterator[Path]:
         (directory / "more.yaml").write_text(
             "- name: fetched\n  context_size: 256\n  parameters: {model: fetched.gguf}\n"
             "  download_files:\n"
-            f"  - {{filename: fetched.gguf, uri: '{base}/remote.gguf', sha256: {digest}}}\n",
+            f"  - {{filename: fetched.gguf, uri: '{base}/remote.gguf', sha256: {digest}}}\n"
+            # LocalAI's other form: the URI as the model itself, loaded from the file it is fetched to.
+            f"- name: by-uri\n  context_size: 256\n  parameters: {{model: '{base}/remote.gguf'}}\n",
             encoding="utf-8",
         )
         yield directory
@@ -102,8 +105,8 @@ def test_up_serves_every_model_through_one_router_and_stops_cleanly(models_dir: 
             assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
             time.sleep(0.5)
         listed = {m["id"]: m for m in httpx.get(f"{base}/models").json()["data"]}
-        assert set(listed) == {"tiny", "fetched"} and all(m["ready"] for m in listed.values())
-        assert (models_dir / "fetched.gguf").is_file()
+        assert set(listed) == {"tiny", "fetched", "by-uri"} and all(m["ready"] for m in listed.values())
+        assert (models_dir / "fetched.gguf").is_file() and (models_dir / "remote.gguf").is_file()
         assert "serving" in (tmp_path / "up.log").read_text()
 
         # The LocalAI docs' requests, but for the model name.
@@ -125,11 +128,15 @@ def test_up_serves_every_model_through_one_router_and_stops_cleanly(models_dir: 
             json={"model": "tiny", "instruction": "rephrase", "input": "Black cat", "max_tokens": 8},
         )
         assert edit.status_code == 200 and edit.json()["object"] == "edit"
+        by_uri = httpx.post(
+            f"{base}/completions", json={"model": "by-uri", "prompt": "Once", "max_tokens": 4}
+        )
+        assert by_uri.status_code == 200 and by_uri.json()["usage"]["completion_tokens"] > 0
         missing = httpx.post(f"{base}/completions", json={"model": "nope", "prompt": "x"})
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
         children = _children(proc.pid)
-        assert len(children) >= 3  # two runtimes and the router
+        assert len(children) >= 4  # three runtimes and the router
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
