@@ -55,6 +55,12 @@ def test_helm_lint_is_clean(tmp_path: Path) -> None:
         assert "[WARNING]" not in res.stdout and "[ERROR]" not in res.stdout, res.stdout
 
 
+def test_chart_refuses_kubernetes_older_than_1_25() -> None:
+    old = helm("template", "lm", str(CHART), "--kube-version", "1.24.9", check=False)
+    assert old.returncode != 0 and "kubeVersion" in old.stderr and ">=1.25.0-0" in old.stderr
+    assert helm("template", "lm", str(CHART), "--kube-version", "1.25.0").returncode == 0
+
+
 def test_defaults_render_a_hardened_operator_and_router() -> None:
     objs = by_kind(render())
     assert set(objs) == {
