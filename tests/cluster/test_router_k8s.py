@@ -9,10 +9,11 @@ reaction to the scale subresource (replicas → Deployment), a stand-in thread m
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +164,15 @@ def test_namespace_mode_needs_only_a_namespaced_binding(
 class OperatorStandIn(threading.Thread):
     """What the operator does with the scale subresource: LocalModel replicas → Deployment replicas."""
 
-    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, name: str, start: int = 0) -> None:
         super().__init__(daemon=True)
         self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.start_replicas = start
         self.stopped = threading.Event()
         self.seen: list[int] = []
 
     def run(self) -> None:
-        current: int | None = 0  # the Deployment starts at zero
+        current: int | None = self.start_replicas  # what the Deployment starts at
         while not self.stopped.wait(0.3):
             wanted = replicas(self.cluster, self.namespace, self.name)
             if wanted is not None and wanted != current:
@@ -181,21 +183,34 @@ class OperatorStandIn(threading.Thread):
                 current = wanted
 
 
+@contextlib.contextmanager
+def scale_to_zero_model(
+    cluster: Cluster, namespace: str, tmp_path: Path, name: str, replicas: int, delay: int
+) -> Iterator[OperatorStandIn]:
+    """LocalModel `name` (API name `name-model`, `minReplicas: 0`, the given idle delay) with its ready
+    upstream at `replicas`, and the operator's stand-in mirroring scale changes until the block ends."""
+    flags = tmp_path / f"{name}-flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    autoscaling = {"minReplicas": 0, "maxReplicas": 2, "scaleDownDelaySeconds": delay}
+    cluster.apply(
+        localmodel(name, f"{name}-model", {"replicas": replicas, "autoscaling": autoscaling}), namespace
+    )
+    cluster.apply(upstream(name, replicas, flags), namespace)
+    stand_in = OperatorStandIn(cluster, namespace, name, replicas)
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stopped.set()
+        stand_in.join(5)
+
+
 def test_scale_from_zero_once_then_idle_scale_down(
     router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
 ) -> None:
     cluster = router_role
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    (flags / "ready").write_text("yes")
-    autoscaling = {"minReplicas": 0, "maxReplicas": 2, "scaleDownDelaySeconds": 4}
-    cluster.apply(
-        localmodel("sleepy", "sleepy-model", {"replicas": 0, "autoscaling": autoscaling}), namespace
-    )
-    cluster.apply(upstream("sleepy", 0, flags), namespace)
-    stand_in = OperatorStandIn(cluster, namespace, "sleepy")
-    stand_in.start()
-    try:
+    with scale_to_zero_model(cluster, namespace, tmp_path, "sleepy", replicas=0, delay=4) as stand_in:
         router: RouterProcess = start_router("--cold-start-timeout", "120")
         cluster.wait(lambda: "sleepy-model" in router.models(), timeout=30, what="sleepy-model listed")
         assert router.models()["sleepy-model"]["ready"] is False
@@ -217,9 +232,6 @@ def test_scale_from_zero_once_then_idle_scale_down(
             what="no endpoints after scale-down",
         )
         assert stand_in.seen[:2] == [1, 0], stand_in.seen
-    finally:
-        stand_in.stopped.set()
-        stand_in.join(5)
 
 
 def test_router_replicas_share_the_idle_clock(
@@ -228,17 +240,7 @@ def test_router_replicas_share_the_idle_clock(
     """Two router replicas; traffic reaches only one. The other, idle by its own clock, must not scale
     the model down while the first serves it (the Lease carries the last use), and does once nobody has."""
     cluster = router_role
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    (flags / "ready").write_text("yes")
-    autoscaling = {"minReplicas": 0, "maxReplicas": 2, "scaleDownDelaySeconds": 6}
-    cluster.apply(
-        localmodel("shared", "shared-model", {"replicas": 1, "autoscaling": autoscaling}), namespace
-    )
-    cluster.apply(upstream("shared", 1, flags), namespace)
-    stand_in = OperatorStandIn(cluster, namespace, "shared")
-    stand_in.start()
-    try:
+    with scale_to_zero_model(cluster, namespace, tmp_path, "shared", replicas=1, delay=6):
         serving: RouterProcess = start_router()
         idle: RouterProcess = start_router()
         for router in (serving, idle):
@@ -263,9 +265,6 @@ def test_router_replicas_share_the_idle_clock(
         cluster.wait(
             lambda: replicas(cluster, namespace, "shared") == 0, timeout=60, what="LocalModel scaled to 0"
         )
-    finally:
-        stand_in.stopped.set()
-        stand_in.join(5)
 
 
 def test_scale_from_zero_that_never_becomes_ready_is_503_with_retry_after(

@@ -17,6 +17,7 @@ import orjson
 import uvicorn
 
 from localmodel_router.app import RouterApp
+from localmodel_router.table import ModelEntry
 
 T = TypeVar("T")
 
@@ -219,3 +220,16 @@ def serve(app: Any) -> Iterator[ThreadServer]:
 
 def router_server(router: RouterApp) -> ThreadServer:
     return ThreadServer(router).start()
+
+
+class RecordingScaler:
+    """A `Scaler` that records what it was asked to do, for the scale decisions' unit tests."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def scale_up(self, model: ModelEntry) -> None:
+        self.calls.append(("up", model.name))
+
+    async def scale_down(self, model: ModelEntry) -> None:
+        self.calls.append(("down", model.name))

@@ -10,17 +10,7 @@ import pytest
 from localmodel_router.k8s_clock import LEASE_PREFIX, lease_name
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
-
-
-class RecordingScaler:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    async def scale_up(self, model: ModelEntry) -> None:
-        self.calls.append(("up", model.name))
-
-    async def scale_down(self, model: ModelEntry) -> None:
-        self.calls.append(("down", model.name))
+from tests.support.router_fixtures import RecordingScaler
 
 
 class MemoryClock:

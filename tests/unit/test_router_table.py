@@ -12,7 +12,8 @@ from localmodel_router.auth import ApiKeyError, ApiKeys, bearer_token
 from localmodel_router.errors import normalise_error_body
 from localmodel_router.local_table import LocalDiscovery, TableError, load_table, parse_table
 from localmodel_router.scaling import ScaleManager
-from localmodel_router.table import ModelEntry, ModelSettings, ModelTable, split_address
+from localmodel_router.table import ModelSettings, ModelTable, split_address
+from tests.support.router_fixtures import RecordingScaler
 
 
 def test_endpoint_counters_survive_an_update_that_keeps_the_address() -> None:
@@ -129,17 +130,6 @@ def test_bearer_token() -> None:
     assert bearer_token(b"bearer  abc ") == "abc"
     assert bearer_token(b"Basic abc") is None
     assert bearer_token(None) is None
-
-
-class RecordingScaler:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    async def scale_up(self, model: ModelEntry) -> None:
-        self.calls.append(("up", model.name))
-
-    async def scale_down(self, model: ModelEntry) -> None:
-        self.calls.append(("down", model.name))
 
 
 async def test_idle_models_scale_down_once_after_their_delay() -> None:
