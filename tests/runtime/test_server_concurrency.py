@@ -127,3 +127,24 @@ def metric_or_zero(server: RuntimeServer, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_choices_share_the_slots_and_a_disconnect_stops_them_all(four: RuntimeServer) -> None:
+    """n=3 streamed choices run side by side in the batch; when the client goes away every one of them
+    stops and frees its slot."""
+    series = 'vllm:request_success_total{finished_reason="abort",model_name="tiny"}'
+    aborted = metric_or_zero(four, series)
+    client = four.async_client()
+    stream = await client.completions.create(
+        model="tiny", prompt="many", n=3, stream=True, max_tokens=100_000
+    )
+    seen: set[int] = set()
+    async for chunk in stream:
+        seen.update(c.index for c in chunk.choices)
+        if seen == {0, 1, 2}:
+            break
+    assert metric(four, "vllm:num_requests_running") == 3  # each choice holds a slot
+    await stream.close()
+    await wait_until(lambda: metric(four, "vllm:num_requests_running") == 0, "every choice to stop")
+    assert metric_or_zero(four, series) == aborted + 3  # cut short, not run to the end of the context
+    await client.close()

@@ -1,4 +1,4 @@
-"""Real text from Gemma 3 270M through the server: a completion and a streamed chat."""
+"""Real text from Gemma 3 270M through the server: a completion, a streamed chat, sampled choices."""
 
 from __future__ import annotations
 
@@ -52,3 +52,13 @@ def test_streamed_chat(gemma: RuntimeServer) -> None:
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish in (["stop"], ["length"])
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 10
+
+
+def test_several_sampled_choices_differ(gemma: RuntimeServer) -> None:
+    """`n` sampled choices are separate generations (seed + index): real text, not copies."""
+    reply = gemma.client().completions.create(
+        model="gemma-3-270m", prompt="Once upon a time", max_tokens=12, temperature=1.0, seed=1, n=3
+    )
+    texts = [c.text for c in reply.choices]
+    assert [c.index for c in reply.choices] == [0, 1, 2] and all(texts)
+    assert len(set(texts)) > 1, texts

@@ -31,10 +31,11 @@ from . import protocol
 from .admission import Admission, AdmissionSettings
 from .errors import APIError, error_payload, from_backend
 from .metrics import CONTENT_TYPE, ServerMetrics
-from .serving import ClientGone, ModelServer, json_response
+from .serving import ModelServer
 from .serving_chat import create_chat_completion
 from .serving_completion import create_completion, create_edit
 from .serving_embedding import create_embedding
+from .streaming import ClientGone, json_response
 
 log = logging.getLogger(__name__)
 

@@ -111,6 +111,16 @@ class Generation:
         )
 
 
+def usage_of(generations: list[Generation]) -> dict[str, int]:
+    """The usage of a response's choices: they share one prompt, counted once (as OpenAI does)."""
+    completion = sum(g.completion_tokens for g in generations)
+    return {
+        "prompt_tokens": generations[0].prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": generations[0].prompt_tokens + completion,
+    }
+
+
 def _partial_stop(text: str, stops: list[str], longest: int) -> int:
     """Length of the longest end of `text` that is the beginning of a stop sequence."""
     for size in range(min(longest - 1, len(text)), 0, -1):

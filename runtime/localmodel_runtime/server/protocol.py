@@ -117,8 +117,12 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+Choice = tuple[str, str]
+"""One choice of a whole response: its text and finish reason."""
+
+
 def chat_completion(
-    id_: str, created: int, model: str, text: str, finish_reason: str, use: dict[str, int]
+    id_: str, created: int, model: str, choices: list[Choice], use: dict[str, int]
 ) -> dict[str, Any]:
     return {
         "id": id_,
@@ -127,32 +131,41 @@ def chat_completion(
         "model": model,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": None,
                 "finish_reason": finish_reason,
             }
+            for index, (text, finish_reason) in enumerate(choices)
         ],
         "usage": use,
     }
 
 
 def text_completion(
-    id_: str, created: int, model: str, text: str, finish_reason: str, use: dict[str, int]
+    id_: str, created: int, model: str, choices: list[Choice], use: dict[str, int]
 ) -> dict[str, Any]:
     return {
         "id": id_,
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [
+            {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+            for index, (text, finish_reason) in enumerate(choices)
+        ],
         "usage": use,
     }
 
 
-def edit(created: int, text: str, use: dict[str, int]) -> dict[str, Any]:
+def edit(created: int, choices: list[Choice], use: dict[str, int]) -> dict[str, Any]:
     """OpenAI's legacy /v1/edits response."""
-    return {"object": "edit", "created": created, "choices": [{"text": text, "index": 0}], "usage": use}
+    return {
+        "object": "edit",
+        "created": created,
+        "choices": [{"text": text, "index": index} for index, (text, _) in enumerate(choices)],
+        "usage": use,
+    }
 
 
 def embeddings(model: str, vectors: list[Any], prompt_tokens: int) -> dict[str, Any]:

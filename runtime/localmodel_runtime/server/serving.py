@@ -9,8 +9,9 @@ request into a prompt and describe their response shape (`Framing`); `respond()`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -18,7 +19,6 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..backends.base import Backend, BackendError, SamplingParams
 from ..config import ModelConfig, Parameters
@@ -26,21 +26,14 @@ from ..templates import PromptRenderer
 from . import protocol
 from .admission import Admission, Ticket
 from .errors import APIError, from_backend, from_validation, model_not_found
-from .generation import Generation, postprocess
+from .generation import Generation, postprocess, usage_of
 from .metrics import ServerMetrics
+from .serving_choices import stream_choices
+from .streaming import DONE, EventStream, json_response, sse, until_disconnected
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-
-DONE = b"data: [DONE]\n\n"
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    # Proxies (nginx) buffer responses unless told not to, which holds tokens back.
-    (b"x-accel-buffering", b"no"),
-]
 
 
 @dataclass
@@ -118,9 +111,6 @@ def sampling_params(
             value = getattr(defaults, name, None)
         return fallback if value is None else value
 
-    n = req.n if req.n is not None else (defaults.n or 1)
-    if n > 1:
-        raise APIError(400, "n > 1 is not supported: send one request per choice.", param="n")
     if req.logprobs:
         raise APIError(400, "logprobs are not supported by this server.", param="logprobs")
     if max_tokens is None and defaults.max_tokens:
@@ -149,6 +139,19 @@ def sampling_params(
     )
 
 
+MAX_CHOICES = 16
+"""The most choices (`n`) one request may ask for: each is a generation of its own."""
+
+
+def choice_count(config: ModelConfig, req: protocol.SamplingRequest) -> int:
+    """`n`: the request's, else the model's `parameters.n`, else 1."""
+    defaults = config.parameters or Parameters()
+    n = req.n if req.n is not None else (defaults.n or 1)
+    if n > MAX_CHOICES:
+        raise APIError(400, f"n must be at most {MAX_CHOICES} here (each choice is a generation).", param="n")
+    return max(n, 1)
+
+
 def _logit_bias(*maps: dict[str, float] | None) -> dict[int, float]:
     merged: dict[int, float] = {}
     for mapping in maps:
@@ -171,79 +174,18 @@ def stop_sequences(config: ModelConfig, stop: str | list[str] | None) -> list[st
 
 
 class Framing(Protocol):
-    """How one endpoint frames its output: stream chunks (SSE event bytes) and the whole response."""
+    """How one endpoint frames its output: stream chunks (SSE event bytes) per choice, and the whole
+    response."""
 
-    def head(self) -> bytes | None: ...
+    def head(self, index: int = 0) -> bytes | None: ...
 
-    def piece(self, text: str) -> bytes: ...
+    def piece(self, text: str, index: int = 0) -> bytes: ...
 
-    def tail(self, finish_reason: str) -> bytes: ...
+    def tail(self, finish_reason: str, index: int = 0) -> bytes: ...
 
     def usage_chunk(self, usage: dict[str, int]) -> bytes: ...
 
-    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]: ...
-
-
-def sse(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
-class ClientGone(Exception):
-    """The client disconnected before its response started."""
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the client disconnects first (then raise ClientGone)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ClientGone
-    return task.result()
-
-
-class EventStream(Response):
-    """An SSE response whose body stops (and its generation with it) as soon as the client goes away."""
-
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
-        super().__init__(status_code=200, media_type="text/event-stream")
-        self.body_iterator = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def stream() -> None:
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        streaming = asyncio.ensure_future(stream())
-        watcher = asyncio.ensure_future(_disconnected(receive))
-        try:
-            await asyncio.wait((streaming, watcher), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not streaming.done():
-                streaming.cancel()
-            await asyncio.gather(streaming, watcher, return_exceptions=True)
-            await self.body_iterator.aclose()
-        exc = None if streaming.cancelled() else streaming.exception()
-        if exc is not None and not isinstance(exc, OSError):  # OSError: the client went away mid-write
-            log.error("streaming a response failed", exc_info=exc)
+    def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]: ...
 
 
 async def respond(
@@ -258,31 +200,25 @@ async def respond(
     prompt_param: str,
     prefix: str = "",
     arrival: float,
+    n: int = 1,
 ) -> Response:
-    """Admit, generate and answer; `prefix` (echo, reply_prefix) comes first in the output."""
-    generation = Generation(server.backend, server.metrics, prompt, params, arrival)
+    """Admit, generate `n` choices and answer; `prefix` (echo, reply_prefix) comes first in each.
 
+    Each choice is a generation of its own (with `seed + index` when a seed is set, so that the choices
+    differ yet repeat): they queue for slots like separate requests and run together where the backend
+    batches."""
+    generations = [
+        Generation(server.backend, server.metrics, prompt, choice_params(params, index), arrival)
+        for index in range(n)
+    ]
     if not stream:
+        return await _whole(server, request, generations, framing, prompt_param, prefix)
+    if n > 1:
+        return await stream_choices(
+            server, request, generations, framing, prompt_param, prefix, include_usage
+        )
 
-        async def run() -> str:
-            ticket = await server.admission.acquire()
-            try:
-                parts = []
-                while (text := await generation.next()) is not None:
-                    parts.append(text)
-                return prefix + postprocess(server.config, "".join(parts))
-            finally:
-                ticket.release()
-                await generation.aclose()
-
-        try:
-            text = await until_disconnected(request.receive, run())
-        except BackendError as exc:
-            raise from_backend(exc, prompt_param=prompt_param) from None
-        finally:
-            generation.record()
-        use = protocol.usage(generation.prompt_tokens, generation.completion_tokens)
-        return json_response(framing.whole(text, generation.finish_reason or "stop", use))
+    (generation,) = generations
 
     async def start() -> tuple[Ticket, str | None]:
         ticket = await server.admission.acquire()
@@ -306,6 +242,50 @@ async def respond(
     return EventStream(_events(generation, ticket, framing, first, prefix, include_usage))
 
 
+def choice_params(params: SamplingParams, index: int) -> SamplingParams:
+    if index == 0 or params.seed is None:
+        return params
+    return dataclasses.replace(params, seed=params.seed + index)
+
+
+async def _whole(
+    server: ModelServer,
+    request: Request,
+    generations: list[Generation],
+    framing: Framing,
+    prompt_param: str,
+    prefix: str,
+) -> Response:
+    async def run(generation: Generation) -> protocol.Choice:
+        ticket = await server.admission.acquire()
+        try:
+            parts = []
+            while (text := await generation.next()) is not None:
+                parts.append(text)
+            return prefix + postprocess(server.config, "".join(parts)), generation.finish_reason or "stop"
+        finally:
+            ticket.release()
+            await generation.aclose()
+
+    async def run_all() -> list[protocol.Choice]:
+        tasks = [asyncio.ensure_future(run(g)) for g in generations]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:  # one choice failed, or the client left: the others stop too
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        choices = await until_disconnected(request.receive, run_all())
+    except BackendError as exc:
+        raise from_backend(exc, prompt_param=prompt_param) from None
+    finally:
+        for generation in generations:
+            generation.record()
+    return json_response(framing.whole(choices, usage_of(generations)))
+
+
 async def _events(
     generation: Generation,
     ticket: Ticket,
@@ -326,7 +306,7 @@ async def _events(
             text = await generation.next()
         yield framing.tail(generation.finish_reason or "stop")
         if include_usage:
-            yield framing.usage_chunk(protocol.usage(generation.prompt_tokens, generation.completion_tokens))
+            yield framing.usage_chunk(usage_of([generation]))
         yield DONE
     except BackendError as exc:
         # After a 200 the only way to report a failure is an error event; no [DONE], so clients raise.

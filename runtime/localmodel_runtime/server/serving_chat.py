@@ -13,7 +13,8 @@ from starlette.responses import Response
 from ..templates import RenderError
 from . import protocol
 from .errors import APIError
-from .serving import ModelServer, parse, read_body, respond, sampling_params, sse
+from .serving import ModelServer, choice_count, parse, read_body, respond, sampling_params
+from .streaming import sse
 
 
 class ChunkTemplate:
@@ -42,30 +43,32 @@ class ChatFraming:
         self.created = protocol.now()
         self.model = model
         self.include_usage = include_usage
-        self._content = ChunkTemplate(
-            self._chunk({"content": None}, None), ("choices", 0, "delta", "content")
-        )
+        self._content: dict[int, ChunkTemplate] = {}
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None, index: int = 0) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
         if self.include_usage:
             chunk["usage"] = None  # OpenAI: every chunk but the last carries "usage": null
         return chunk
 
-    def head(self) -> bytes:
-        return sse(self._chunk({"role": "assistant", "content": ""}, None))
+    def head(self, index: int = 0) -> bytes:
+        return sse(self._chunk({"role": "assistant", "content": ""}, None, index))
 
-    def piece(self, text: str) -> bytes:
-        return self._content(text)
+    def piece(self, text: str, index: int = 0) -> bytes:
+        template = self._content.get(index)
+        if template is None:
+            chunk = self._chunk({"content": None}, None, index)
+            template = self._content[index] = ChunkTemplate(chunk, ("choices", 0, "delta", "content"))
+        return template(text)
 
-    def tail(self, finish_reason: str) -> bytes:
-        return sse(self._chunk({}, finish_reason))
+    def tail(self, finish_reason: str, index: int = 0) -> bytes:
+        return sse(self._chunk({}, finish_reason, index))
 
     def usage_chunk(self, usage: dict[str, int]) -> bytes:
         chunk = self._chunk({}, None)
@@ -73,8 +76,8 @@ class ChatFraming:
         chunk["usage"] = usage
         return sse(chunk)
 
-    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
-        return protocol.chat_completion(self.id, self.created, self.model, text, finish_reason, usage)
+    def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
+        return protocol.chat_completion(self.id, self.created, self.model, choices, usage)
 
 
 def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | None, Any]:
@@ -120,4 +123,5 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
         prompt_param="messages",
         prefix=server.renderer.reply_prefix,
         arrival=arrival,
+        n=choice_count(server.config, req),
     )

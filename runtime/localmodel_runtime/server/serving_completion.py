@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 from . import protocol
 from .errors import APIError
-from .serving import ModelServer, parse, read_body, respond, sampling_params, sse
+from .serving import ModelServer, choice_count, parse, read_body, respond, sampling_params
 from .serving_chat import ChunkTemplate
+from .streaming import sse
 
 
 class CompletionFraming:
@@ -20,28 +21,33 @@ class CompletionFraming:
         self.created = protocol.now()
         self.model = model
         self.include_usage = include_usage
-        self._text = ChunkTemplate(self._chunk(None, None), ("choices", 0, "text"))
+        self._text: dict[int, ChunkTemplate] = {}
 
-    def _chunk(self, text: str | None, finish_reason: str | None) -> dict[str, Any]:
+    def _chunk(self, text: str | None, finish_reason: str | None, index: int = 0) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "text_completion",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}],
         }
         if self.include_usage:
             chunk["usage"] = None
         return chunk
 
-    def head(self) -> None:
+    def head(self, index: int = 0) -> None:
         return None
 
-    def piece(self, text: str) -> bytes:
-        return self._text(text)
+    def piece(self, text: str, index: int = 0) -> bytes:
+        template = self._text.get(index)
+        if template is None:
+            template = self._text[index] = ChunkTemplate(
+                self._chunk(None, None, index), ("choices", 0, "text")
+            )
+        return template(text)
 
-    def tail(self, finish_reason: str) -> bytes:
-        return sse(self._chunk("", finish_reason))
+    def tail(self, finish_reason: str, index: int = 0) -> bytes:
+        return sse(self._chunk("", finish_reason, index))
 
     def usage_chunk(self, usage: dict[str, int]) -> bytes:
         chunk = self._chunk("", None)
@@ -49,13 +55,13 @@ class CompletionFraming:
         chunk["usage"] = usage
         return sse(chunk)
 
-    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
-        return protocol.text_completion(self.id, self.created, self.model, text, finish_reason, usage)
+    def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
+        return protocol.text_completion(self.id, self.created, self.model, choices, usage)
 
 
 class EditFraming(CompletionFraming):
-    def whole(self, text: str, finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
-        return protocol.edit(self.created, text, usage)
+    def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
+        return protocol.edit(self.created, choices, usage)
 
 
 def _prompt_text(prompt: str | list[str] | list[int] | list[list[int]]) -> str:
@@ -91,6 +97,7 @@ async def create_completion(server: ModelServer, request: Request) -> Response:
         prompt_param="prompt",
         prefix=prefix,
         arrival=arrival,
+        n=choice_count(server.config, req),
     )
 
 
@@ -112,4 +119,5 @@ async def create_edit(server: ModelServer, request: Request) -> Response:
         prompt_param="input",
         prefix=server.renderer.reply_prefix,
         arrival=arrival,
+        n=choice_count(server.config, req),
     )

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from ..backends.base import BackendError
 from . import protocol
 from .errors import APIError, from_backend
-from .serving import ModelServer, json_response, parse, read_body, until_disconnected
+from .serving import ModelServer, parse, read_body
+from .streaming import json_response, until_disconnected
 
 
 def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:

@@ -1,0 +1,112 @@
+"""A streamed response with several choices (`n` > 1): one generation per choice, run side by side,
+their pieces sent as they come, each chunk naming its choice's `index` (as OpenAI interleaves them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..backends.base import BackendError
+from .errors import APIError, from_backend
+from .generation import Generation, usage_of
+from .streaming import DONE, EventStream, sse, until_disconnected
+
+if TYPE_CHECKING:
+    from .serving import Framing, ModelServer
+
+log = logging.getLogger(__name__)
+
+Event = tuple[int, "str | BackendError | APIError | None"]
+"""(choice index, a piece of text | None when the choice finished | the error that ended it)."""
+
+
+async def stream_choices(
+    server: ModelServer,
+    request: Request,
+    generations: list[Generation],
+    framing: Framing,
+    prompt_param: str,
+    prefix: str,
+    include_usage: bool,
+) -> Response:
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def produce(index: int, generation: Generation) -> None:
+        try:
+            ticket = await server.admission.acquire()
+            try:
+                while (text := await generation.next()) is not None:
+                    queue.put_nowait((index, text))
+                queue.put_nowait((index, None))
+            finally:
+                ticket.release()
+                await generation.aclose()
+        except (BackendError, APIError) as exc:
+            queue.put_nowait((index, exc))
+
+    tasks = [asyncio.ensure_future(produce(i, g)) for i, g in enumerate(generations)]
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for generation in generations:
+            generation.record()
+
+    try:
+        # The first event is awaited before the response starts: a prompt too long for the context is
+        # still a 400 (every choice has the same prompt), not an error event after a 200.
+        first = await until_disconnected(request.receive, queue.get())
+    except BaseException:
+        await stop()
+        raise
+    if isinstance(first[1], BackendError):
+        await stop()
+        raise from_backend(first[1], prompt_param=prompt_param) from None
+    if isinstance(first[1], APIError):
+        await stop()
+        raise first[1]
+    return EventStream(_events(queue, first, generations, framing, prefix, include_usage, stop))
+
+
+async def _events(
+    queue: asyncio.Queue[Event],
+    first: Event,
+    generations: list[Generation],
+    framing: Framing,
+    prefix: str,
+    include_usage: bool,
+    stop: Callable[[], Awaitable[None]],
+) -> AsyncGenerator[bytes, None]:
+    try:
+        for index in range(len(generations)):
+            head = framing.head(index)
+            if head:
+                yield head
+            if prefix:
+                yield framing.piece(prefix, index)
+        running = len(generations)
+        event: Event | None = first
+        while running:
+            index, item = event if event is not None else await queue.get()
+            event = None
+            if isinstance(item, str):
+                yield framing.piece(item, index)
+            elif item is None:
+                running -= 1
+                yield framing.tail(generations[index].finish_reason or "stop", index)
+            else:
+                # After a 200 the only way to report a failure is an error event; no [DONE], so clients raise.
+                log.warning("choice %d failed mid-stream: %s", index, item)
+                yield sse((from_backend(item) if isinstance(item, BackendError) else item).payload())
+                return
+        if include_usage:
+            yield framing.usage_chunk(usage_of(generations))
+        yield DONE
+    finally:
+        await stop()
