@@ -71,6 +71,8 @@ class RouterApp:
             scaler or (discovery.scaler if discovery else None),
             wake_hold=self.settings.cold_start_timeout,
             clock=discovery.clock if discovery else None,
+            autoscale_interval=self.settings.autoscale_interval,
+            autoscale_window=self.settings.autoscale_window,
         )
         self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
         self.autosetup = autosetup

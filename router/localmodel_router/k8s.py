@@ -45,6 +45,9 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
     if deployment.get("loadBalancing") in STRATEGIES:
         strategy = deployment["loadBalancing"]
     min_replicas = autoscaling.get("minReplicas")
+    max_replicas = autoscaling.get("maxReplicas")
+    target = autoscaling.get("targetInFlight")
+    replicas = deployment.get("replicas")
     delay = autoscaling.get("scaleDownDelaySeconds", 600)  # the CRD's documented default
     return str(name), ModelSettings(
         strategy=strategy,
@@ -53,6 +56,9 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
         namespace=meta.get("namespace"),
         resource_name=meta.get("name"),
         uid=meta.get("uid"),
+        max_replicas=max_replicas if isinstance(max_replicas, int) else None,
+        target_in_flight=float(target) if isinstance(target, int | float) else None,
+        replicas=replicas if isinstance(replicas, int) else None,
     )
 
 
@@ -257,3 +263,6 @@ class KubernetesScaler:
 
     async def scale_down(self, model: ModelEntry) -> None:
         await self._set(model, 0)
+
+    async def scale_to(self, model: ModelEntry, replicas: int) -> None:
+        await self._set(model, replicas)

@@ -2,13 +2,17 @@
 
 The Lease's `renewTime` is the last time any replica used the model. Writes only move it forward (a
 read, then a replace guarded by the resourceVersion, retried on conflict), so a replica publishing an
-older use never hides a newer one. The Lease is owned by its LocalModel and goes away with it. Leases
-rather than an annotation on the LocalModel: writing the LocalModel would wake the operator each time.
+older use never hides a newer one. For the load autoscaler each replica also keeps one annotation,
+`load.localmodel.dev/<replica>: "<average in flight>@<unix time>"`, merged in by a patch whose answer
+carries everyone's; entries older than `LOAD_TTL` are ignored and removed. The Lease is owned by its
+LocalModel and goes away with it. Leases rather than an annotation on the LocalModel: writing the
+LocalModel would wake the operator each time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +21,31 @@ from localmodel_router.table import ModelEntry
 from .k8s import GROUP, KIND, VERSION
 
 LEASE_PREFIX = "localmodel-last-use."
+LOAD_PREFIX = "load.localmodel.dev/"
+LOAD_TTL = 60.0
+"""Seconds after which a replica's load report no longer counts (it stopped, or cannot write)."""
 _CONFLICT_RETRIES = 3
+
+
+def total_load(
+    annotations: dict[str, str] | None, now: float, ttl: float = LOAD_TTL
+) -> tuple[float, list[str]]:
+    """The sum of the fresh load reports among `annotations`, and the keys of the stale ones."""
+    total, stale = 0.0, []
+    for key, value in (annotations or {}).items():
+        if not key.startswith(LOAD_PREFIX):
+            continue
+        load, _, stamp = value.partition("@")
+        try:
+            fresh = now - float(stamp) <= ttl
+            amount = float(load)
+        except ValueError:
+            fresh, amount = False, 0.0
+        if fresh:
+            total += amount
+        else:
+            stale.append(key)
+    return total, stale
 
 
 def lease_name(resource_name: str) -> str:
@@ -34,8 +62,11 @@ class KubernetesUseClock:
         self.client = client
         self.identity = identity
         """Written as the Lease's holderIdentity: which replica published last (the router's pod name)."""
+        self.load_key = LOAD_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self._stale: dict[str, list[str]] = {}
+        """Lease name → load keys found stale last time, removed by the next patch."""
 
-    def _lease(self, model: ModelEntry, stamp: datetime) -> Any:
+    def _lease(self, model: ModelEntry, stamp: datetime | None) -> Any:
         from lightkube.models.coordination_v1 import LeaseSpec
         from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
         from lightkube.resources.coordination_v1 import Lease
@@ -108,3 +139,39 @@ class KubernetesUseClock:
             raise
         renewed = lease.spec.renewTime if lease.spec else None
         return renewed.timestamp() if renewed is not None else None
+
+    async def share_load(self, model: ModelEntry, load: float) -> float:
+        settings = model.settings
+        if not settings.resource_name or settings.namespace is None:
+            return load
+        from lightkube.core.exceptions import ApiError
+        from lightkube.resources.coordination_v1 import Lease
+        from lightkube.types import PatchType
+
+        name = lease_name(settings.resource_name)
+        now = time.time()
+        annotations: dict[str, str | None] = {key: None for key in self._stale.pop(name, [])}
+        annotations[self.load_key] = f"{load:.3f}@{now:.0f}"
+        try:
+            lease = await self.client.patch(
+                Lease,
+                name,
+                {"metadata": {"annotations": annotations}},
+                namespace=settings.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            lease = self._lease(model, None)
+            lease.metadata.annotations = {self.load_key: annotations[self.load_key]}
+            try:
+                lease = await self.client.create(lease)
+            except ApiError as created:
+                if created.status.code != 409:
+                    raise
+                return load  # another replica created it just now: share next round
+        total, stale = total_load(lease.metadata.annotations if lease.metadata else None, now)
+        if stale:
+            self._stale[name] = stale
+        return total

@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds (default %(default)s)",
     )
     parser.add_argument(
+        "--autoscale-interval",
+        type=_positive,
+        default=defaults.autoscale_interval,
+        metavar="S",
+        help="seconds between load-autoscaling decisions (default %(default)s)",
+    )
+    parser.add_argument(
+        "--autoscale-window",
+        type=_positive,
+        default=defaults.autoscale_window,
+        metavar="S",
+        help="seconds of load averaged per decision (default %(default)s)",
+    )
+    parser.add_argument(
         "--max-body-bytes",
         type=int,
         default=defaults.max_body_bytes,
@@ -196,6 +210,8 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         first_byte_timeout=args.first_byte_timeout,
         idle_timeout=args.idle_timeout,
         cold_start_timeout=args.cold_start_timeout,
+        autoscale_interval=args.autoscale_interval,
+        autoscale_window=args.autoscale_window,
         max_body_bytes=args.max_body_bytes,
     )
     try:

@@ -3,12 +3,13 @@
 The router sees the traffic, so it owns both decisions: a request for a model with no ready endpoint
 wakes it once (however many requests are waiting, and however long the pod takes: the wake holds until
 the model has a ready endpoint or `wake_hold` seconds pass), and a model with no request for
-`scaleDownDelaySeconds` is put back to zero. Replicas above one are the autoscaler's business.
+`scaleDownDelaySeconds` is put back to zero.
 
 With several router replicas each sees only its share of the traffic, so the idle clock is shared
 (`UseClock`; on Kubernetes a Lease per model): a replica publishes the models it served, at most once per
 `publish_interval` (and while its streams are still running), and one that finds a model idle asks the
-clock before scaling it down.
+clock before scaling it down. Models with `maxReplicas` above one also follow their load (autoscale.py),
+on the same loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import logging
 import time
 
+from localmodel_router.autoscale import LoadAutoscaler
 from localmodel_router.table import ModelEntry, ModelTable, Scaler, UseClock
 
 log = logging.getLogger("localmodel.router")
@@ -31,6 +33,8 @@ class ScaleManager:
         wake_hold: float = 60.0,
         clock: UseClock | None = None,
         publish_interval: float = 30.0,
+        autoscale_interval: float = 10.0,
+        autoscale_window: float = 30.0,
     ) -> None:
         self.table = table
         self.scaler = scaler
@@ -48,6 +52,12 @@ class ScaleManager:
         """Model name → monotonic time of its last wake-up, until it has a ready endpoint."""
         self._scaled_down: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.autoscaler = (
+            LoadAutoscaler(table, scaler, clock, autoscale_interval, autoscale_window)
+            if scaler is not None
+            else None
+        )
+        self._deciding: asyncio.Task[None] | None = None
 
     def can_wake(self, entry: ModelEntry) -> bool:
         return self.scaler is not None and entry.settings.min_replicas == 0
@@ -167,8 +177,18 @@ class ScaleManager:
         if self.clock is not None and entry.settings.min_replicas == 0:
             self._unpublished.add(entry.name)
 
+    def autoscale(self, now: float | None = None) -> None:
+        """Sample the load; at the autoscaler's interval start a round of decisions (one at a time)."""
+        if self.autoscaler is None:
+            return
+        now = time.monotonic() if now is None else now
+        self.autoscaler.sample(now)
+        if (self._deciding is None or self._deciding.done()) and self.autoscaler.due(now):
+            self._deciding = asyncio.get_running_loop().create_task(self.autoscaler.decide(now))
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.check_interval)
             self.publish_uses()
             self.check_idle()
+            self.autoscale()

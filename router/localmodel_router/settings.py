@@ -20,3 +20,7 @@ class RouterSettings:
     max_waiting: int = 1000
     """Requests held at once waiting for endpoints; more are answered 503 at once."""
     retry_after: int = 5
+    autoscale_interval: float = 10.0
+    """Seconds between two load-autoscaling decisions (models with maxReplicas above one)."""
+    autoscale_window: float = 30.0
+    """Seconds of requests in flight averaged for each decision."""

@@ -53,6 +53,12 @@ class ModelSettings:
     """The LocalModel object's name (the API name may differ), for the Kubernetes scaler."""
     uid: str | None = None
     """The LocalModel object's uid: what the router's objects for it name as their owner."""
+    max_replicas: int | None = None
+    """Above one: the router adds and removes replicas with the load (autoscale.py)."""
+    target_in_flight: float | None = None
+    """Requests in flight per replica the load autoscaler aims for."""
+    replicas: int | None = None
+    """The replicas the LocalModel asks for now (`spec.deployment.replicas`)."""
 
 
 @dataclass(eq=False)
@@ -75,6 +81,8 @@ class Scaler(Protocol):
 
     async def scale_down(self, model: ModelEntry) -> None: ...
 
+    async def scale_to(self, model: ModelEntry, replicas: int) -> None: ...
+
 
 class UseClock(Protocol):
     """When a model was last used, shared by every router replica: without it each replica's idle timer
@@ -84,6 +92,10 @@ class UseClock(Protocol):
     async def publish(self, model: ModelEntry, used_at: float) -> None: ...
 
     async def last_use(self, model: ModelEntry) -> float | None: ...
+
+    async def share_load(self, model: ModelEntry, load: float) -> float:
+        """Publish this replica's average requests in flight to `model`; the sum over every replica."""
+        ...
 
 
 class ModelTable:

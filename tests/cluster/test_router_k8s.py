@@ -267,6 +267,40 @@ def test_router_replicas_share_the_idle_clock(
         )
 
 
+def test_replicas_follow_the_load(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+) -> None:
+    """maxReplicas 3, one request in flight per replica wanted: three slow requests at once bring the
+    model to three replicas; once they are answered it goes back to one after the delay."""
+    cluster = router_role
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    autoscaling = {"minReplicas": 1, "maxReplicas": 3, "targetInFlight": 1, "scaleDownDelaySeconds": 3}
+    cluster.apply(localmodel("busy", "busy-model", {"replicas": 1, "autoscaling": autoscaling}), namespace)
+    cluster.apply(upstream("busy", 1, flags), namespace)
+    stand_in = OperatorStandIn(cluster, namespace, "busy", start=1)
+    stand_in.start()
+    try:
+        router = start_router("--autoscale-interval", "1", "--autoscale-window", "4")
+        cluster.wait(
+            lambda: bool((router.models().get("busy-model") or {}).get("ready")), timeout=60, what="ready"
+        )
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(router.post, "busy-model", 120.0, sleep=15) for _ in range(3)]
+            cluster.wait(lambda: replicas(cluster, namespace, "busy") == 3, timeout=30, what="3 replicas")
+            assert [f.result().status_code for f in slow] == [200, 200, 200]
+        cluster.wait(lambda: replicas(cluster, namespace, "busy") == 1, timeout=60, what="back to 1 replica")
+        cluster.wait(lambda: stand_in.seen[-1:] == [1], timeout=10, what="the Deployment back to 1")
+        assert max(stand_in.seen) == 3, stand_in.seen
+        # The load went through the Lease the replicas share.
+        lease = cluster.get("lease", "localmodel-last-use.busy", namespace)
+        assert any(key.startswith("load.localmodel.dev/") for key in lease["metadata"]["annotations"])
+    finally:
+        stand_in.stopped.set()
+        stand_in.join(5)
+
+
 def test_scale_from_zero_that_never_becomes_ready_is_503_with_retry_after(
     router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess]
 ) -> None:

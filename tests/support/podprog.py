@@ -5,6 +5,7 @@ namespaces as `python podprog.py CMD ...`, with nothing from the project importe
   serve [PORT]        HTTP on 0.0.0.0:PORT (8080): GET / -> JSON (name, ip, env),
                       GET /file?path=P -> that file's bytes (what the pod sees at P),
                       POST any path -> an OpenAI-like chat completion whose content is the pod name
+                      (after `sleep` seconds when the JSON body has that key)
   exit CODE [SECS]    sleep SECS (0), then exit with CODE
   write PATH TEXT     write TEXT to PATH (init containers), then exit 0
   sleep [SECS]        sleep (forever)
@@ -62,6 +63,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             request = {}
         pod = os.environ.get("HOSTNAME", "")
+        if isinstance(request, dict) and isinstance(request.get("sleep"), int | float):
+            time.sleep(min(float(request["sleep"]), 60.0))  # a slow model, for load tests
         answer = {
             "id": "podprog",
             "object": "chat.completion",

@@ -233,3 +233,6 @@ class RecordingScaler:
 
     async def scale_down(self, model: ModelEntry) -> None:
         self.calls.append(("down", model.name))
+
+    async def scale_to(self, model: ModelEntry, replicas: int) -> None:
+        self.calls.append((f"to {replicas}", model.name))

@@ -42,12 +42,16 @@ class Autoscaling(K8sBlock):
     min_replicas: Annotated[int, Ge(0)] | None = opt(
         "Fewest replicas; 0 lets the router scale the model to zero when idle.", alias="minReplicas"
     )
-    max_replicas: Annotated[int, Ge(1)] | None = opt("Most replicas.", alias="maxReplicas")
+    max_replicas: Annotated[int, Ge(1)] | None = opt(
+        "Most replicas; above 1 the router adds and removes replicas with the load.", alias="maxReplicas"
+    )
     target_in_flight: Annotated[int, Ge(1)] | None = opt(
-        "Requests in flight per replica the autoscaler aims for.", alias="targetInFlight"
+        "Requests in flight per replica the router's load autoscaler aims for (default 4).",
+        alias="targetInFlight",
     )
     scale_down_delay_seconds: Annotated[int, Ge(0)] | None = opt(
-        "Idle seconds before a model with minReplicas 0 is scaled to zero (default 600).",
+        "Idle seconds before a model with minReplicas 0 is scaled to zero, and that the load must stay "
+        "low before replicas are removed (default 600).",
         alias="scaleDownDelaySeconds",
     )
 
