@@ -177,9 +177,9 @@ class KubernetesDiscovery(Discovery):
         self.scaler = KubernetesScaler(self.client, self.localmodel)
         from localmodel_router.k8s_clock import KubernetesUseClock
 
-        self.clock = KubernetesUseClock(
-            self.client, identity=os.environ.get("HOSTNAME") or "localmodel-router"
-        )
+        # The pod name tells router pods apart, the process id router processes on one host.
+        identity = f"{os.environ.get('HOSTNAME') or 'localmodel-router'}:{os.getpid()}"
+        self.clock = KubernetesUseClock(self.client, identity=identity)
         self._tasks: list[asyncio.Task[None]] = []
         self._pending = 0
 

@@ -267,11 +267,17 @@ def test_router_replicas_share_the_idle_clock(
         )
 
 
+@pytest.mark.parametrize("routers", [1, 2])
 def test_replicas_follow_the_load(
-    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+    router_role: Cluster,
+    namespace: str,
+    start_router: Callable[..., RouterProcess],
+    tmp_path: Path,
+    routers: int,
 ) -> None:
     """maxReplicas 3, one request in flight per replica wanted: three slow requests at once bring the
-    model to three replicas; once they are answered it goes back to one after the delay."""
+    model to three replicas; once they are answered it goes back to one after the delay. With two
+    router replicas the requests are split 2 + 1, and only their shared load asks for three."""
     cluster = router_role
     flags = tmp_path / "flags"
     flags.mkdir()
@@ -282,20 +288,27 @@ def test_replicas_follow_the_load(
     stand_in = OperatorStandIn(cluster, namespace, "busy", start=1)
     stand_in.start()
     try:
-        router = start_router("--autoscale-interval", "1", "--autoscale-window", "4")
-        cluster.wait(
-            lambda: bool((router.models().get("busy-model") or {}).get("ready")), timeout=60, what="ready"
-        )
+        started = [
+            start_router("--autoscale-interval", "1", "--autoscale-window", "4") for _ in range(routers)
+        ]
+        for router in started:
+            cluster.wait(
+                lambda r=router: bool((r.models().get("busy-model") or {}).get("ready")),
+                timeout=60,
+                what="ready",
+            )
+        targets = [started[0], started[0], started[-1]]  # 3 through one router, or 2 + 1
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            slow = [pool.submit(router.post, "busy-model", 120.0, sleep=15) for _ in range(3)]
+            slow = [pool.submit(r.post, "busy-model", 120.0, sleep=15) for r in targets]
             cluster.wait(lambda: replicas(cluster, namespace, "busy") == 3, timeout=30, what="3 replicas")
             assert [f.result().status_code for f in slow] == [200, 200, 200]
         cluster.wait(lambda: replicas(cluster, namespace, "busy") == 1, timeout=60, what="back to 1 replica")
         cluster.wait(lambda: stand_in.seen[-1:] == [1], timeout=10, what="the Deployment back to 1")
         assert max(stand_in.seen) == 3, stand_in.seen
-        # The load went through the Lease the replicas share.
+        # The load went through the Lease the replicas share: one report per router replica.
         lease = cluster.get("lease", "localmodel-last-use.busy", namespace)
-        assert any(key.startswith("load.localmodel.dev/") for key in lease["metadata"]["annotations"])
+        reports = [k for k in lease["metadata"]["annotations"] if k.startswith("load.localmodel.dev/")]
+        assert len(reports) == routers
     finally:
         stand_in.stopped.set()
         stand_in.join(5)
