@@ -1,6 +1,6 @@
-"""Several choices per request (`n`), as OpenAI and LocalAI answer them, on a real `localmodel-runtime
-serve` with the tiny random GGUF: each choice is a generation of its own (seed + index), whole or
-streamed with its chunks naming the choice."""
+"""Several choices per request (`n`, and a batch of prompts), as OpenAI and LocalAI answer them, on
+a real `localmodel-runtime serve` with the tiny random GGUF: each choice is a generation of its own
+(seed + index), whole or streamed with its chunks naming the choice."""
 
 from __future__ import annotations
 
@@ -115,3 +115,22 @@ def test_a_prompt_too_long_for_every_choice_is_a_400_before_streaming(server: Ru
     response = post(server, "/completions", body)
     assert response.status_code == 400 and response.json()["error"]["param"] == "prompt"
     assert post(server, "/completions", {"prompt": "still serving", "n": 2, **SAMPLED}).status_code == 200
+
+
+def test_a_batch_of_prompts_numbers_choices_prompt_by_prompt(server: RuntimeServer) -> None:
+    prompts = ["alpha", "beta beta"]
+    body = {"prompt": prompts, "n": 2, "echo": True, **SAMPLED}
+    reply = post(server, "/completions", body).json()
+    choices = reply["choices"]
+    assert [c["index"] for c in choices] == [0, 1, 2, 3]
+    # Choices 0-1 answer the first prompt, 2-3 the second: echo shows which.
+    expected = ["alpha", "alpha", "beta beta", "beta beta"]
+    assert all(c["text"].startswith(p) for c, p in zip(choices, expected, strict=True))
+    singles = [post(server, "/completions", {"prompt": p, **SAMPLED}).json()["usage"] for p in prompts]
+    assert reply["usage"]["prompt_tokens"] == sum(u["prompt_tokens"] for u in singles)  # each prompt once
+    assert reply["usage"]["completion_tokens"] == 4 * 6
+    stream = server.client().completions.create(
+        model="tiny", prompt=prompts, stream=True, max_tokens=4, extra_body={"ignore_eos": True}
+    )
+    finished = {c.choices[0].index: c.choices[0].finish_reason for c in stream if c.choices[0].finish_reason}
+    assert finished == {0: "length", 1: "length"}

@@ -141,7 +141,8 @@ def test_embeddings_not_served(server: RuntimeServer) -> None:
 
 
 def test_unsupported_requests_are_clear(server: RuntimeServer) -> None:
-    assert_error(post(server, "/completions", json={"prompt": ["a", "b"]}), 400, "prompt")
+    assert_error(post(server, "/completions", json={"prompt": []}), 400, "prompt")
+    assert_error(post(server, "/completions", json={"prompt": ["a"] * 9, "n": 2}), 400, "prompt")
     assert_error(post(server, "/completions", json={"prompt": [1, 2, 3]}), 400, "prompt")
     assert_error(post(server, "/completions", json={"prompt": "a", "logprobs": 2}), 400, "logprobs")
 

@@ -22,8 +22,19 @@ class Generation:
     """
 
     def __init__(
-        self, backend: Backend, metrics: ServerMetrics, prompt: str, params: SamplingParams, arrival: float
+        self,
+        backend: Backend,
+        metrics: ServerMetrics,
+        prompt: str,
+        params: SamplingParams,
+        arrival: float,
+        prefix: str = "",
+        counts_prompt: bool = True,
     ) -> None:
+        self.prefix = prefix
+        """Text its choice starts with (an echoed prompt, the template's reply prefix)."""
+        self.counts_prompt = counts_prompt
+        """False for the second and later choices of one prompt: usage counts a prompt once."""
         self._backend = backend
         self._metrics = metrics
         self._prompt = prompt
@@ -112,13 +123,11 @@ class Generation:
 
 
 def usage_of(generations: list[Generation]) -> dict[str, int]:
-    """The usage of a response's choices: they share one prompt, counted once (as OpenAI does)."""
+    """The usage of a response's choices: each prompt counted once, however many choices it has (as
+    OpenAI does), and every choice's tokens."""
+    prompt = sum(g.prompt_tokens for g in generations if g.counts_prompt)
     completion = sum(g.completion_tokens for g in generations)
-    return {
-        "prompt_tokens": generations[0].prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": generations[0].prompt_tokens + completion,
-    }
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _partial_stop(text: str, stops: list[str], longest: int) -> int:

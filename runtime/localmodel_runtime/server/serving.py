@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -192,31 +192,39 @@ async def respond(
     server: ModelServer,
     request: Request,
     *,
-    prompt: str,
+    prompts: Sequence[tuple[str, str]],
     params: SamplingParams,
     framing: Framing,
     stream: bool,
     include_usage: bool,
     prompt_param: str,
-    prefix: str = "",
     arrival: float,
     n: int = 1,
 ) -> Response:
-    """Admit, generate `n` choices and answer; `prefix` (echo, reply_prefix) comes first in each.
+    """Admit, generate `n` choices per prompt and answer. `prompts` are (prompt, prefix) pairs: the
+    prefix (an echoed prompt, the reply prefix) comes first in each of that prompt's choices, which are
+    numbered prompt by prompt (as OpenAI numbers a batch).
 
     Each choice is a generation of its own (with `seed + index` when a seed is set, so that the choices
     differ yet repeat): they queue for slots like separate requests and run together where the backend
     batches."""
     generations = [
-        Generation(server.backend, server.metrics, prompt, choice_params(params, index), arrival)
+        Generation(
+            server.backend,
+            server.metrics,
+            prompt,
+            choice_params(params, index),
+            arrival,
+            prefix=prefix,
+            counts_prompt=index == 0,
+        )
+        for prompt, prefix in prompts
         for index in range(n)
     ]
     if not stream:
-        return await _whole(server, request, generations, framing, prompt_param, prefix)
-    if n > 1:
-        return await stream_choices(
-            server, request, generations, framing, prompt_param, prefix, include_usage
-        )
+        return await _whole(server, request, generations, framing, prompt_param)
+    if len(generations) > 1:
+        return await stream_choices(server, request, generations, framing, prompt_param, include_usage)
 
     (generation,) = generations
 
@@ -239,7 +247,7 @@ async def respond(
     except BaseException:
         generation.record()
         raise
-    return EventStream(_events(generation, ticket, framing, first, prefix, include_usage))
+    return EventStream(_events(generation, ticket, framing, first, include_usage))
 
 
 def choice_params(params: SamplingParams, index: int) -> SamplingParams:
@@ -254,7 +262,6 @@ async def _whole(
     generations: list[Generation],
     framing: Framing,
     prompt_param: str,
-    prefix: str,
 ) -> Response:
     async def run(generation: Generation) -> protocol.Choice:
         ticket = await server.admission.acquire()
@@ -262,7 +269,8 @@ async def _whole(
             parts = []
             while (text := await generation.next()) is not None:
                 parts.append(text)
-            return prefix + postprocess(server.config, "".join(parts)), generation.finish_reason or "stop"
+            text = generation.prefix + postprocess(server.config, "".join(parts))
+            return text, generation.finish_reason or "stop"
         finally:
             ticket.release()
             await generation.aclose()
@@ -291,15 +299,14 @@ async def _events(
     ticket: Ticket,
     framing: Framing,
     first: str | None,
-    prefix: str,
     include_usage: bool,
 ) -> AsyncGenerator[bytes, None]:
     try:
         head = framing.head()
         if head:
             yield head
-        if prefix:
-            yield framing.piece(prefix)
+        if generation.prefix:
+            yield framing.piece(generation.prefix)
         text = first
         while text is not None:
             yield framing.piece(text)

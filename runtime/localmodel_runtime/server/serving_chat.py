@@ -115,13 +115,12 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     return await respond(
         server,
         request,
-        prompt=prompt,
+        prompts=[(prompt, server.renderer.reply_prefix)],
         params=params,
         framing=ChatFraming(server.name, include_usage),
         stream=req.stream,
         include_usage=include_usage,
         prompt_param="messages",
-        prefix=server.renderer.reply_prefix,
         arrival=arrival,
         n=choice_count(server.config, req),
     )

@@ -31,7 +31,6 @@ async def stream_choices(
     generations: list[Generation],
     framing: Framing,
     prompt_param: str,
-    prefix: str,
     include_usage: bool,
 ) -> Response:
     queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -60,7 +59,7 @@ async def stream_choices(
 
     try:
         # The first event is awaited before the response starts: a prompt too long for the context is
-        # still a 400 (every choice has the same prompt), not an error event after a 200.
+        # still a 400, not an error event after a 200 (for a batch of prompts: if it fails first).
         first = await until_disconnected(request.receive, queue.get())
     except BaseException:
         await stop()
@@ -71,7 +70,7 @@ async def stream_choices(
     if isinstance(first[1], APIError):
         await stop()
         raise first[1]
-    return EventStream(_events(queue, first, generations, framing, prefix, include_usage, stop))
+    return EventStream(_events(queue, first, generations, framing, include_usage, stop))
 
 
 async def _events(
@@ -79,17 +78,16 @@ async def _events(
     first: Event,
     generations: list[Generation],
     framing: Framing,
-    prefix: str,
     include_usage: bool,
     stop: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[bytes, None]:
     try:
-        for index in range(len(generations)):
+        for index, generation in enumerate(generations):
             head = framing.head(index)
             if head:
                 yield head
-            if prefix:
-                yield framing.piece(prefix, index)
+            if generation.prefix:
+                yield framing.piece(generation.prefix, index)
         running = len(generations)
         event: Event | None = first
         while running:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from . import protocol
 from .errors import APIError
-from .serving import ModelServer, choice_count, parse, read_body, respond, sampling_params
+from .serving import MAX_CHOICES, ModelServer, choice_count, parse, read_body, respond, sampling_params
 from .serving_chat import ChunkTemplate
 from .streaming import sse
 
@@ -64,40 +64,47 @@ class EditFraming(CompletionFraming):
         return protocol.edit(self.created, choices, usage)
 
 
-def _prompt_text(prompt: str | list[str] | list[int] | list[list[int]]) -> str:
+def _prompt_texts(prompt: str | list[str] | list[int] | list[list[int]], n: int) -> list[str]:
+    """The request's prompts: one string, or a batch of strings (each gets `n` choices)."""
     if isinstance(prompt, str):
-        return prompt
-    if all(isinstance(p, str) for p in prompt):
-        if len(prompt) == 1:
-            return str(prompt[0])
-        raise APIError(400, "Send one prompt per request: batched prompts are not supported.", param="prompt")
-    raise APIError(400, "Token-id prompts are not supported: send the prompt as text.", param="prompt")
+        return [prompt]
+    if not prompt:
+        raise APIError(400, "prompt must not be an empty list.", param="prompt")
+    if not all(isinstance(p, str) for p in prompt):
+        raise APIError(400, "Token-id prompts are not supported: send the prompt as text.", param="prompt")
+    if len(prompt) * n > MAX_CHOICES:
+        raise APIError(
+            400,
+            f"{len(prompt)} prompts × n={n} is more than the {MAX_CHOICES} choices one request may ask for.",
+            param="prompt",
+        )
+    return [str(p) for p in prompt]
 
 
 async def create_completion(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
     req = parse(protocol.CompletionRequest, await read_body(request, server.max_body_bytes))
     server.check_model(req.model)
-    text = _prompt_text(req.prompt)
+    n = choice_count(server.config, req)
+    texts = _prompt_texts(req.prompt, n)
     if req.best_of is not None and req.best_of > 1:
         raise APIError(400, "best_of > 1 is not supported.", param="best_of")
     if req.suffix:
         raise APIError(400, "suffix (insertion) is not supported by this server.", param="suffix")
     params = sampling_params(server.config, req, req.max_tokens)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
-    prefix = (text if req.echo else "") + server.renderer.reply_prefix
+    reply_prefix = server.renderer.reply_prefix
     return await respond(
         server,
         request,
-        prompt=server.renderer.completion(text),
+        prompts=[(server.renderer.completion(t), (t if req.echo else "") + reply_prefix) for t in texts],
         params=params,
         framing=CompletionFraming(server.name, include_usage),
         stream=req.stream,
         include_usage=include_usage,
         prompt_param="prompt",
-        prefix=prefix,
         arrival=arrival,
-        n=choice_count(server.config, req),
+        n=n,
     )
 
 
@@ -111,13 +118,12 @@ async def create_edit(server: ModelServer, request: Request) -> Response:
     return await respond(
         server,
         request,
-        prompt=server.renderer.edit(req.instruction, req.input),
+        prompts=[(server.renderer.edit(req.instruction, req.input), server.renderer.reply_prefix)],
         params=params,
         framing=EditFraming(server.name, False),
         stream=False,
         include_usage=False,
         prompt_param="input",
-        prefix=server.renderer.reply_prefix,
         arrival=arrival,
         n=choice_count(server.config, req),
     )
