@@ -85,11 +85,11 @@ class LoadAutoscaler:
 
     async def _decide(self, entry: ModelEntry, now: float) -> None:
         current = entry.settings.replicas if entry.settings.replicas is not None else len(entry.endpoints)
+        if current == 0:
+            return  # at zero the first request wakes it
         load = self.own_load(entry.name)
         if self.clock is not None:
             load = await self.clock.share_load(entry, load)
-        if current == 0:
-            return  # at zero the first request wakes it
         wanted = desired_replicas(entry, load)
         if wanted > current:
             self._low_since.pop(entry.name, None)
