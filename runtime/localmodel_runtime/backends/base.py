@@ -12,7 +12,7 @@ import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..config import ModelConfig
 
@@ -55,6 +55,8 @@ class Capabilities:
     """Sequences the backend runs together; further requests wait in the server's fair queue."""
     context_size: int = 0
     """Context window in tokens (0 when the backend cannot tell)."""
+    structured_output: bool = False
+    """Whether `SamplingParams.json_schema` (and `grammar`) can constrain what it generates."""
 
 
 @dataclass
@@ -78,6 +80,8 @@ class SamplingParams:
     mirostat_tau: float = 5.0
     mirostat_eta: float = 0.1
     grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
+    """Constrain the output to JSON that matches this schema (tool calls, `response_format`)."""
     logit_bias: dict[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
     stop: list[str] = field(default_factory=list)

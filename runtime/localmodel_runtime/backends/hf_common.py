@@ -236,6 +236,8 @@ def generate_kwargs(params: SamplingParams, max_new_tokens: int) -> dict[str, An
     knob for — presence and frequency — are a logits processor, see hf_generate)."""
     if params.grammar:
         raise InvalidRequest("grammars are served by the llama backend only", param="grammar")
+    if params.json_schema:
+        raise InvalidRequest("JSON-constrained output is served by the llama and vllm backends only")
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
     if params.temperature <= 0:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import math
 import os
@@ -352,6 +353,7 @@ class LlamaBackend(Backend):
             tokenize=True,
             max_concurrency=engine.n_parallel if engine else 1,
             context_size=self._n_ctx_seq,
+            structured_output=True,
         )
 
     def model_info(self) -> ModelInfo:
@@ -387,7 +389,7 @@ class LlamaBackend(Backend):
             n_vocab=self._n_vocab,
             n_ctx=self._n_ctx_seq,
             params=params,
-            grammar=params.grammar or self.config.grammar,
+            grammar=params.grammar or _schema_grammar(params.json_schema) or self.config.grammar,
             prompt=tokens,
             eog_tokens=self._eog,
         )
@@ -509,3 +511,15 @@ def _check_model_file(path: Path) -> None:
         raise ModelLoadError(legacy_ggml_message(path))
     if magic != b"GGUF":
         raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+
+
+def _schema_grammar(schema: dict[str, Any] | None) -> str | None:
+    """A JSON schema as the GBNF grammar llama.cpp samples under (llama-cpp-python's converter)."""
+    if schema is None:
+        return None
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise InvalidRequest(f"the JSON schema cannot be turned into a grammar: {exc}") from None

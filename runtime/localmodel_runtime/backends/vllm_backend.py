@@ -146,6 +146,7 @@ class VLLMBackend(Backend):
             tokenize=True,
             max_concurrency=self._max_seqs,
             context_size=self._context,
+            structured_output=True,
         )
 
     def model_info(self) -> ModelInfo:
@@ -166,8 +167,8 @@ class VLLMBackend(Backend):
         sampling = self._vllm.SamplingParams(
             **sampling_kwargs(params, limit, stop_words(self.config, params))
         )
-        if params.grammar:
-            _add_grammar(self._vllm, sampling, params.grammar)
+        if params.grammar or params.json_schema:
+            _add_structure(self._vllm, sampling, params.grammar, params.json_schema)
         request_id = f"localmodel-{uuid.uuid4().hex}"
         text_len = tokens = 0
         finished = False
@@ -201,10 +202,12 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-def _add_grammar(vllm: Any, sampling: Any, grammar: str) -> None:
-    """A GBNF grammar as structured output (xgrammar reads GBNF), on the API this vLLM has."""
+def _add_structure(vllm: Any, sampling: Any, grammar: str | None, schema: dict[str, Any] | None) -> None:
+    """A GBNF grammar (xgrammar reads GBNF) or a JSON schema as structured output, on the API this vLLM
+    has; the grammar wins when both are set."""
     params_mod = vllm.sampling_params
+    kwargs: dict[str, Any] = {"grammar": grammar} if grammar else {"json": schema}
     if hasattr(params_mod, "StructuredOutputsParams"):
-        sampling.structured_outputs = params_mod.StructuredOutputsParams(grammar=grammar)
+        sampling.structured_outputs = params_mod.StructuredOutputsParams(**kwargs)
     else:
-        sampling.guided_decoding = params_mod.GuidedDecodingParams(grammar=grammar)
+        sampling.guided_decoding = params_mod.GuidedDecodingParams(**kwargs)

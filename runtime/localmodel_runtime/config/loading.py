@@ -120,10 +120,9 @@ def unsupported_keys(config: ModelConfig) -> list[str]:
     """Every key that is set but that localmodel does not act on: unknown keys and NOT_SERVED ones."""
     found = unknown_keys(config)
     for path in sorted(NOT_SERVED):
-        head, _, tail = path.partition(".")
-        value = getattr(config, head, None)
-        if tail and value is not None:
-            value = getattr(value, tail, None)
+        value: Any = config
+        for part in path.split("."):
+            value = getattr(value, part, None) if value is not None else None
         if value not in (None, [], {}):
             found.append(path)
     return sorted(set(found) - {"deployment"})

@@ -76,6 +76,7 @@ class ChatCompletionRequest(SamplingRequest):
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     reasoning_effort: str | None = None
     metadata: dict[str, str] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class CompletionRequest(SamplingRequest):
@@ -83,6 +84,7 @@ class CompletionRequest(SamplingRequest):
     echo: bool | None = None
     suffix: str | None = None
     best_of: Annotated[int, Field(ge=1)] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class EditRequest(SamplingRequest):

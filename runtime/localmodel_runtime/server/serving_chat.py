@@ -14,7 +14,8 @@ from ..templates import RenderError
 from . import protocol
 from .errors import APIError
 from .serving import ModelServer, choice_count, parse, read_body, respond, sampling_params
-from .streaming import sse
+from .streaming import DONE, SSE_HEADERS, sse
+from .tools import ToolPlan, json_output, parse_reply, plan_tools
 
 
 class ChunkTemplate:
@@ -80,6 +81,42 @@ class ChatFraming:
         return protocol.chat_completion(self.id, self.created, self.model, choices, usage)
 
 
+class ToolChatFraming(ChatFraming):
+    """A chat answer that may call tools: each choice's reply is read back as content or tool calls."""
+
+    def __init__(self, model: str, include_usage: bool, plan: ToolPlan) -> None:
+        super().__init__(model, include_usage)
+        self.plan = plan
+
+    def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
+        body = protocol.chat_completion(self.id, self.created, self.model, choices, usage)
+        for choice, (text, _) in zip(body["choices"], choices, strict=True):
+            content, calls = parse_reply(self.plan, text)
+            choice["message"]["content"] = content
+            if calls:
+                choice["message"]["tool_calls"] = calls
+                choice["finish_reason"] = "tool_calls"
+        return body
+
+    def replay(self, body: dict[str, Any]) -> Response:
+        """A whole answer sent as the chunks of a stream (tool calls are known only once complete)."""
+        events: list[bytes] = []
+        for choice in body["choices"]:
+            index, message = choice["index"], choice["message"]
+            events.append(self.head(index))
+            if message.get("content"):
+                events.append(self.piece(message["content"], index))
+            if message.get("tool_calls"):
+                calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+                events.append(sse(self._chunk({"tool_calls": calls}, None, index)))
+            events.append(self.tail(choice["finish_reason"], index))
+        if self.include_usage:
+            events.append(self.usage_chunk(body["usage"]))
+        events.append(DONE)
+        headers = {k.decode(): v.decode() for k, v in SSE_HEADERS if k != b"content-type"}
+        return Response(b"".join(events), headers=headers, media_type="text/event-stream")
+
+
 def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | None, Any]:
     """`tools`/`tool_choice`, with the legacy `functions`/`function_call` turned into them."""
     tools = req.tools
@@ -112,6 +149,26 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
         ) from None
     params = sampling_params(server.config, req, req.max_completion_tokens or req.max_tokens)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+    structured = server.backend.capabilities().structured_output
+    plan = plan_tools(server.config, tools, tool_choice, structured)
+    if plan is not None:
+        if plan.constrained and not params.grammar:
+            params.json_schema = plan.schema()
+        framing = ToolChatFraming(server.name, include_usage, plan)
+        response = await respond(
+            server,
+            request,
+            prompts=[(prompt, server.renderer.reply_prefix)],
+            params=params,
+            framing=framing,
+            stream=False,
+            include_usage=False,
+            prompt_param="messages",
+            arrival=arrival,
+            n=choice_count(server.config, req),
+        )
+        return framing.replay(orjson.loads(bytes(response.body))) if req.stream else response
+    params.json_schema = json_output(req.response_format, structured)
     return await respond(
         server,
         request,

@@ -13,6 +13,7 @@ from .errors import APIError
 from .serving import MAX_CHOICES, ModelServer, choice_count, parse, read_body, respond, sampling_params
 from .serving_chat import ChunkTemplate
 from .streaming import sse
+from .tools import json_output
 
 
 class CompletionFraming:
@@ -92,6 +93,7 @@ async def create_completion(server: ModelServer, request: Request) -> Response:
     if req.suffix:
         raise APIError(400, "suffix (insertion) is not supported by this server.", param="suffix")
     params = sampling_params(server.config, req, req.max_tokens)
+    params.json_schema = json_output(req.response_format, server.backend.capabilities().structured_output)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     reply_prefix = server.renderer.reply_prefix
     return await respond(
