@@ -1,7 +1,9 @@
-"""Real text from Gemma 3 270M through the server: a completion, a streamed chat, sampled choices."""
+"""Real text from Gemma 3 270M through the server: a completion, a streamed chat, sampled choices, a
+tool call."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,31 @@ def test_several_sampled_choices_differ(gemma: RuntimeServer) -> None:
     texts = [c.text for c in reply.choices]
     assert [c.index for c in reply.choices] == [0, 1, 2] and all(texts)
     assert len(set(texts)) > 1, texts
+
+
+def test_tool_call_with_real_arguments(gemma: RuntimeServer) -> None:
+    """Under the tools' grammar Gemma 3 270M fills in the argument the question names."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Get the weather of a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+    reply = gemma.client().chat.completions.create(
+        model="gemma-3-270m",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice="required",
+        max_tokens=60,
+    )
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
