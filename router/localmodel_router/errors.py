@@ -10,23 +10,7 @@ from typing import Any
 
 import orjson
 
-# The `type` OpenAI uses for each status class; clients only display it, but keep it conventional.
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    408: "timeout_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def error_type(status: int) -> str:
-    if status in _TYPES:
-        return _TYPES[status]
-    return "server_error" if status >= 500 else "invalid_request_error"
+from localmodel_runtime.openai_errors import error_type
 
 
 def error_body(

@@ -16,16 +16,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from ..backends.base import BackendError, BackendUnavailable, InvalidRequest, UnsupportedOperation
-
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-}
+from ..openai_errors import error_type
 
 # pydantic error type → OpenAI's `code` for the same mistake.
 _VALIDATION_CODES = {
@@ -36,10 +27,6 @@ _VALIDATION_CODES = {
     "less_than_equal": "integer_above_max_value",
     "less_than": "integer_above_max_value",
 }
-
-
-def error_type(status: int) -> str:
-    return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 def error_payload(
