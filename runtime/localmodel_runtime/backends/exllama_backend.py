@@ -10,6 +10,7 @@ request is a job whose results are handed to its async iterator. `exllamav2` is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -189,17 +190,9 @@ class ExLlamaV2Backend(Backend):
             decode_special_tokens=False,
         )
         self._pending.put(_Request(job, stream, len(ids), limit))
-        try:
-            while True:
-                item = await stream.receive()
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, TextPiece | Finished)
-                yield item
-                if isinstance(item, Finished):
-                    return
-        finally:
-            stream.cancelled.set()
+        async with contextlib.aclosing(stream.events()) as events:  # closing us closes it at once
+            async for event in events:
+                yield event
 
     def _lib_tensor(self, ids: list[int]) -> Any:
         import torch

@@ -9,8 +9,9 @@ within one decode step. One sequence runs at a time (a lock), the server queues 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from .base import BackendError, Finished, FinishReason, GenerationEvent, SamplingParams, TextPiece
@@ -42,6 +43,23 @@ class ThreadStream:
     async def receive(self) -> object:
         return await self._queue.get()
 
+    async def events(self) -> AsyncGenerator[GenerationEvent, None]:
+        """What the producer sends, up to its Finished (an exception it sends is raised here); leaving
+        early, or finishing, sets `cancelled` so that the producer stops."""
+        try:
+            while True:
+                item = await self.receive()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, TextPiece | Finished)
+                yield item
+                if isinstance(item, Finished):
+                    return
+        finally:
+            self.cancelled.set()
+
 
 def run_in_thread(work: Callable[[ThreadStream], Finished]) -> AsyncIterator[GenerationEvent]:
     """Run `work(stream)` in a daemon thread; yield what it sends, then the Finished it returns."""
@@ -59,19 +77,9 @@ def run_in_thread(work: Callable[[ThreadStream], Finished]) -> AsyncIterator[Gen
 
         thread = threading.Thread(target=target, name="generate", daemon=True)
         thread.start()
-        try:
-            while True:
-                item = await stream.receive()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, TextPiece | Finished)
-                yield item
-                if isinstance(item, Finished):
-                    return
-        finally:
-            stream.cancelled.set()
+        async with contextlib.aclosing(stream.events()) as events:  # closing us closes it at once
+            async for event in events:
+                yield event
 
     return events()
 
