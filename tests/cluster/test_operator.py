@@ -18,7 +18,7 @@ import pytest
 from localmodel_operator.settings import settings_from_dict
 from localmodel_runtime.backends.registry import LIBRARIES
 from tests.support.fixtures import Cluster
-from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.operator_process import OperatorProcess, operator_on
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -35,13 +35,7 @@ QUIET_SECONDS = 5.0  # how long an object is watched for writes nobody asked for
 def operator_proc(
     control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    yield from running_operator(
-        control_plane.kubectl,
-        control_plane.server,
-        control_plane.cp.pki_dir / "ca.crt",
-        tmp_path_factory.mktemp("operator"),
-        OPERATOR_CONFIG,
-    )
+    yield from operator_on(control_plane, tmp_path_factory.mktemp("operator"), OPERATOR_CONFIG)
 
 
 @pytest.fixture

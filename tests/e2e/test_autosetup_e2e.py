@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.fixtures import Cluster
 from tests.support.http_files import serve_directory
-from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.operator_process import OperatorProcess, operator_on
 from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -41,13 +41,8 @@ def hub(control_plane: Cluster, tiny_gguf: Path, tmp_path_factory: pytest.TempPa
 def operator_proc(
     control_plane: Cluster, hub: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    yield from running_operator(
-        control_plane.kubectl,
-        control_plane.server,
-        control_plane.cp.pki_dir / "ca.crt",
-        tmp_path_factory.mktemp("autosetup-operator"),
-        {"runtimeEnv": [{"name": "HF_ENDPOINT", "value": hub}]},
-    )
+    config = {"runtimeEnv": [{"name": "HF_ENDPOINT", "value": hub}]}
+    yield from operator_on(control_plane, tmp_path_factory.mktemp("autosetup-operator"), config)
 
 
 def test_request_creates_the_model_which_is_fetched_started_and_answers(

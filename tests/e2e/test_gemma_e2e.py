@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from tests.support.fixtures import Cluster
-from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.operator_process import OperatorProcess, operator_on
 from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -29,12 +29,7 @@ MODEL = "gemma-3-270m"
 def operator_proc(
     control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    yield from running_operator(
-        control_plane.kubectl,
-        control_plane.server,
-        control_plane.cp.pki_dir / "ca.crt",
-        tmp_path_factory.mktemp("e2e-operator"),
-    )
+    yield from operator_on(control_plane, tmp_path_factory.mktemp("e2e-operator"))
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -252,3 +252,12 @@ def running_operator(
         code = op.stop()
         if code not in (0, -signal.SIGTERM):
             raise OperatorError(f"the operator exited with {code}:\n{op.output()}")
+
+
+def operator_on(
+    cluster: Any, workdir: Path, config: dict[str, Any] | None = None
+) -> Iterator[OperatorProcess]:
+    """`running_operator` on the tests' control plane (a tests.support.fixtures.Cluster)."""
+    yield from running_operator(
+        cluster.kubectl, cluster.server, cluster.cp.pki_dir / "ca.crt", workdir, config
+    )
