@@ -66,8 +66,17 @@ class EventStream(Response):
         self.body_iterator = body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Start the body before anything can cancel it: a generator that never ran skips its `finally`
+        # on aclose(), and that `finally` frees the request's slot. Its first chunk needs no waiting.
+        try:
+            first: bytes | None = await anext(self.body_iterator)
+        except StopAsyncIteration:
+            first = None
+
         async def stream() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            if first is not None:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
