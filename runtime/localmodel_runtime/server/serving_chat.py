@@ -87,6 +87,8 @@ class ToolChatFraming(ChatFraming):
     def __init__(self, model: str, include_usage: bool, plan: ToolPlan) -> None:
         super().__init__(model, include_usage)
         self.plan = plan
+        self.body: dict[str, Any] = {}
+        """The whole answer, once `whole()` built it (a stream replays it)."""
 
     def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
         body = protocol.chat_completion(self.id, self.created, self.model, choices, usage)
@@ -96,11 +98,12 @@ class ToolChatFraming(ChatFraming):
             if calls:
                 choice["message"]["tool_calls"] = calls
                 choice["finish_reason"] = "tool_calls"
+        self.body = body
         return body
 
-    def replay(self, body: dict[str, Any]) -> Response:
+    def replay(self) -> Response:
         """A whole answer sent as the chunks of a stream (tool calls are known only once complete)."""
-        events: list[bytes] = []
+        body, events = self.body, []
         for choice in body["choices"]:
             index, message = choice["index"], choice["message"]
             events.append(self.head(index))
@@ -167,7 +170,7 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
             arrival=arrival,
             n=choice_count(server.config, req),
         )
-        return framing.replay(orjson.loads(bytes(response.body))) if req.stream else response
+        return framing.replay() if req.stream else response
     params.json_schema = json_output(req.response_format, structured)
     return await respond(
         server,
