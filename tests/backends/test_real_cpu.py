@@ -152,10 +152,15 @@ async def test_openvino_causal_lm(models: Path, tmp_path: Path) -> None:
     )
     backend = TransformersBackend(cfg, tmp_path)
     await backend.load()
+    # One CPU thread compiles at f32: at bf16 (AMX CPUs' default) OpenVINO's CPU plugin dies of SIGFPE.
     assert backend.device == "CPU" and backend.ov_config == {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": "1",
+        "INFERENCE_PRECISION_HINT": "f32",
     }
+    compiled = backend._model.request.get_compiled_model()
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
     greedy = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
     _, finished = await run(backend, "hello world", greedy)
     assert finished.completion_tokens == 6 and finished.finish_reason == "length"

@@ -117,6 +117,20 @@ def test_openvino_device_rejects_torch_names_and_config() -> None:
     assert "DEVICE_PROPERTIES" not in openvino_config("AUTO:-CPU", 2)
 
 
+def test_openvino_config_keeps_one_cpu_thread_at_f32() -> None:
+    # OpenVINO's CPU plugin dies with SIGFPE for one thread at bf16 (AMX CPUs' default precision).
+    assert openvino_config("CPU", 1) == {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": "1",
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+    assert openvino_config("AUTO", 1)["DEVICE_PROPERTIES"] == (
+        "{CPU:{INFERENCE_NUM_THREADS:1,INFERENCE_PRECISION_HINT:f32}}"
+    )
+    assert "INFERENCE_PRECISION_HINT" not in openvino_config("CPU", 2)
+    assert "DEVICE_PROPERTIES" not in openvino_config("GPU", 1)
+
+
 def test_model_location(tmp_path: Path) -> None:
     (tmp_path / "local").mkdir()
     assert model_location(config(parameters={"model": "local"}), tmp_path) == str(tmp_path / "local")

@@ -179,14 +179,25 @@ def openvino_device(main_gpu: str | None, available: Sequence[str]) -> str:
 
 def openvino_config(device: str, threads: int | None) -> dict[str, str]:
     """`ov_config` properties: a throughput hint for the virtual devices that spread requests over
-    several devices (LocalAI's CUMULATIVE_THROUGHPUT), latency otherwise, and `threads` for the CPU."""
+    several devices (LocalAI's CUMULATIVE_THROUGHPUT), latency otherwise, and `threads` for the CPU.
+
+    One thread on the CPU also pins f32 inference precision: OpenVINO's CPU plugin (2026.4) dies with
+    SIGFPE compiling a model for INFERENCE_NUM_THREADS=1 at bf16, which is its default precision on AMX
+    CPUs (Sapphire Rapids and later); two or more threads, or f32, compile. f32 is already the default
+    on CPUs without bf16, so the rule changes nothing there.
+    """
     kind = device.split(":", 1)[0].split(".", 1)[0]
     config = {"PERFORMANCE_HINT": "CUMULATIVE_THROUGHPUT" if kind in ("AUTO", "MULTI") else "LATENCY"}
-    if threads:
-        if kind == "CPU":
-            config["INFERENCE_NUM_THREADS"] = str(threads)
-        elif kind in ("AUTO", "MULTI", "HETERO") and "-CPU" not in device:
-            config["DEVICE_PROPERTIES"] = f"{{CPU:{{INFERENCE_NUM_THREADS:{threads}}}}}"
+    if not threads:
+        return config
+    cpu = {"INFERENCE_NUM_THREADS": str(threads)}
+    if threads == 1:
+        cpu["INFERENCE_PRECISION_HINT"] = "f32"
+    if kind == "CPU":
+        config.update(cpu)
+    elif kind in ("AUTO", "MULTI", "HETERO") and "-CPU" not in device:
+        properties = ",".join(f"{key}:{value}" for key, value in cpu.items())
+        config["DEVICE_PROPERTIES"] = f"{{CPU:{{{properties}}}}}"
     return config
 
 
