@@ -7,11 +7,14 @@ the pod's termination log as `Reason: message` (the operator turns it into a sta
 * 1: the environment: the backend's library is not installed (`MissingBackend`), the model does not
   load (`ModelLoadError`).
 * 2: the configuration: a config or template that cannot be used (`InvalidSpec`), bad arguments.
+* 128 + N: the server was killed by signal N, e.g. a native crash in a backend library; `serve` runs the
+  server as a child of a small supervisor (`supervisor.py`) that writes that reason down.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib.util
 import logging
 import os
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .config import ModelConfig, ModelConfigError, load_model_configs, unsupported_keys
+from .supervisor import exit_like, report_loaded, supervise, supervised
 
 PROG = "localmodel-runtime"
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -122,6 +126,7 @@ def serve(args: argparse.Namespace) -> int:
     except ModelConfigError as exc:
         raise Failure("InvalidSpec", str(exc), 2) from None
 
+    faulthandler.enable()  # a native crash prints the Python stack to the pod log before the process dies
     fatal: list[Fatal] = []
     settings = ServerSettings(
         max_body_bytes=args.max_body_bytes,
@@ -136,7 +141,13 @@ def serve(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(
-        config, models_dir, model_name=args.model_name, settings=settings, backend=backend, on_fatal=on_fatal
+        config,
+        models_dir,
+        model_name=args.model_name,
+        settings=settings,
+        backend=backend,
+        on_fatal=on_fatal,
+        on_ready=report_loaded,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -237,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve_p.add_argument("--access-log", action="store_true", help="log every request")
+    serve_p.add_argument(
+        "--no-supervisor",
+        action="store_true",
+        help="serve in this process (a death by signal then leaves no reason in the termination log)",
+    )
     serve_p.set_defaults(func=serve)
     add("check", "validate a model config and its templates").set_defaults(func=check)
     add("fetch", "download the config's download_files into the models directory").set_defaults(func=fetch)
@@ -244,8 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
     try:
+        if args.command == "serve" and not args.no_supervisor and not supervised():
+            child = [sys.executable, "-m", "localmodel_runtime.cli", *arguments]
+            exit_like(supervise(child, write_termination_log))
         code = args.func(args)
     except Failure as failure:
         fail(failure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from localmodel_operator.status import (
@@ -12,6 +13,7 @@ from localmodel_operator.status import (
     status_fields,
     transitions,
 )
+from localmodel_runtime.supervisor import death_message
 
 
 def deployment(desired: int, ready: int, updated: int | None = None, generation: int = 1) -> dict[str, Any]:
@@ -185,3 +187,15 @@ def test_runtime_reason_outranks_a_crash_loop_elsewhere() -> None:
     missing = crashed_with("MissingBackend: no vllm", waiting="ContainerCreating")
     problem = pod_problem([crash, missing])
     assert problem is not None and problem.reason == "MissingBackend"
+
+
+def test_a_runtime_killed_by_a_signal_reads_as_what_it_was_doing() -> None:
+    # The runtime's supervisor writes these lines when its server dies by a signal (a native crash).
+    loading = pod_problem([crashed_with(death_message(signal.SIGFPE, loaded=False))])
+    assert loading is not None and loading.reason == "ModelLoadError"
+    assert (
+        loading.message.startswith("p-1: killed by SIGFPE (") and "while loading the model" in loading.message
+    )
+    serving = pod_problem([crashed_with(death_message(signal.SIGSEGV, loaded=True))])
+    assert serving is not None and serving.reason == "CrashLoopBackOff"
+    assert serving.message.startswith("p-1: killed by SIGSEGV (") and "while serving" in serving.message

@@ -110,6 +110,7 @@ class ModelState:
         settings: ServerSettings,
         backend: Backend | None,
         on_fatal: Callable[[Fatal], None] | None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.models_dir = models_dir
@@ -117,6 +118,7 @@ class ModelState:
         self.settings = settings
         self.backend = backend
         self.on_fatal = on_fatal
+        self.on_ready = on_ready
         self.metrics = ServerMetrics(name)
         self.server: ModelServer | None = None
         self.fatal: Fatal | None = None
@@ -164,6 +166,8 @@ class ModelState:
             admission.settings.limit,
             caps.context_size,
         )
+        if self.on_ready is not None:
+            self.on_ready()
 
     async def close(self) -> None:
         self.server = None
@@ -219,10 +223,19 @@ def create_app(
     settings: ServerSettings | None = None,
     backend: Backend | None = None,
     on_fatal: Callable[[Fatal], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The app serving `config`; `backend` (already created, not loaded) skips the registry."""
+    """The app serving `config`; `backend` (already created, not loaded) skips the registry.
+
+    `on_fatal` is told why the model cannot be served; `on_ready`, once it can."""
     state = ModelState(
-        config, models_dir, served_name(config, model_name), settings or ServerSettings(), backend, on_fatal
+        config,
+        models_dir,
+        served_name(config, model_name),
+        settings or ServerSettings(),
+        backend,
+        on_fatal,
+        on_ready,
     )
 
     async def healthz(request: Request) -> Response:
