@@ -110,15 +110,26 @@ if ((${#k8s_todo[@]})); then
 fi
 
 # ---------------------------------------------------------------- helm
-if is_current helm "$HELM_VERSION"; then
+# The stamp names what the build bakes in besides the version: helm's Makefile stamps the Kubernetes
+# version of its client-go into chartutil (and the linter), and a helm built without it takes itself
+# for Kubernetes v1.20 and refuses any chart with a newer `kubeVersion`.
+HELM_STAMP="$HELM_VERSION+kubeversion"
+if is_current helm "$HELM_STAMP"; then
     echo "helm: $HELM_VERSION (cached)"
 else
     d="$WORK/helm-$HELM_VERSION"
     write_module "$d" localmodel.test/helmbuild helm.sh/helm/v3/cmd/helm
     (cd "$d" && go mod edit -require="helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
+    # client-go v0.Y.Z is Kubernetes v1.Y.Z.
+    client_go="$(cd "$d" && go list -m -f '{{.Version}}' k8s.io/client-go)"
+    kube_minor="${client_go#v0.}"; kube_minor="${kube_minor%%.*}"
+    ld="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    ld+=" -X helm.sh/helm/v3/internal/version.gitCommit=module-$HELM_VERSION"
+    for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+        ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$kube_minor"
+    done
     rm -f "$BIN/helm"
-    build_in "$d" "$BIN/helm" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/internal/version.gitCommit=module-$HELM_VERSION" \
-        helm.sh/helm/v3/cmd/helm
-    echo "$HELM_VERSION" >"$STAMPS/helm"
-    echo "helm: $HELM_VERSION (built)"
+    build_in "$d" "$BIN/helm" "$ld" helm.sh/helm/v3/cmd/helm
+    echo "$HELM_STAMP" >"$STAMPS/helm"
+    echo "helm: $HELM_VERSION, Kubernetes v1.$kube_minor (built)"
 fi

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,6 @@ CHART = ROOT / "helm" / "localmodel"
 HELM = BIN_DIR / "helm"
 JsonDict = dict[str, Any]
 
-
-def _control_plane_version() -> str:
-    """The Kubernetes version scripts/build-k8s.sh builds (and the tests' API server runs)."""
-    script = (ROOT / "scripts" / "build-k8s.sh").read_text(encoding="utf-8")
-    match = re.search(r'K8S_VERSION="\$\{K8S_VERSION:-v([0-9.]+)\}"', script)
-    assert match, "K8S_VERSION default not found in scripts/build-k8s.sh"
-    return match.group(1)
-
-
-KUBE_VERSION = _control_plane_version()
-"""What `helm template` and `helm lint` check the chart's kubeVersion against: helm built from Go
-modules does not know its Kubernetes version (it reports v1.20), a released helm does."""
 
 # Every optional feature switched on (rendered by the unit tests, validated by the cluster test).
 ALL_FEATURES: JsonDict = {
@@ -59,11 +46,12 @@ def set_json(values: JsonDict) -> list[str]:
 def run_helm(
     *args: str, env: dict[str, str] | None = None, check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run .cache/bin/helm; a missing binary or (with `check`) a failure fails the test."""
+    """Run .cache/bin/helm; a missing binary or (with `check`) a failure fails the test.
+
+    No `--kube-version`: scripts/build-k8s.sh stamps helm with its Kubernetes version, as a released helm
+    is, so `helm template` and `helm lint` work as a user runs them."""
     if not HELM.exists():
         pytest.fail(f"{HELM} is missing -- run `make k8s-bins`", pytrace=False)
-    if args and args[0] in ("template", "lint") and "--kube-version" not in args:
-        args = (args[0], "--kube-version", KUBE_VERSION, *args[1:])
     res = subprocess.run(
         [str(HELM), *args],
         input=input,

@@ -55,6 +55,21 @@ def test_helm_lint_is_clean(tmp_path: Path) -> None:
         assert "[WARNING]" not in res.stdout and "[ERROR]" not in res.stdout, res.stdout
 
 
+def test_helm_knows_its_kubernetes_version(tmp_path: Path) -> None:
+    # A helm built from Go modules without the version stamp takes itself for v1.20 and refuses the
+    # chart; the built one renders it as a user runs it, without --kube-version.
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (probe / "templates" / "version.yaml").write_text(
+        "major: {{ .Capabilities.KubeVersion.Major | quote }}\n"
+        "minor: {{ .Capabilities.KubeVersion.Minor | quote }}\n"
+    )
+    rendered = yaml.safe_load(helm("template", "p", str(probe)).stdout)
+    assert rendered["major"] == "1" and int(rendered["minor"]) >= 25, rendered
+    assert helm("template", "lm", str(CHART)).returncode == 0
+
+
 def test_chart_refuses_kubernetes_older_than_1_25() -> None:
     old = helm("template", "lm", str(CHART), "--kube-version", "1.24.9", check=False)
     assert old.returncode != 0 and "kubeVersion" in old.stderr and ">=1.25.0-0" in old.stderr
