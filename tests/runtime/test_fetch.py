@@ -69,7 +69,7 @@ def server() -> Iterator[FileServer]:
 
 
 def leftovers(models: Path) -> list[str]:
-    return sorted(p.name for p in models.rglob("*") if p.name.endswith(".partial"))
+    return sorted(p.name for p in models.rglob("*") if p.name.endswith((".partial", ".validator")))
 
 
 def test_http_download_checks_sha_and_reports(
@@ -119,10 +119,71 @@ def test_resume_from_partial_uses_range(server: FileServer, tmp_path: Path) -> N
     models = tmp_path / "models"
     models.mkdir()
     (models / "a.bin.partial").write_bytes(data[:100_000])
+    (models / "a.bin.partial.validator").write_text(server.files["/a.bin"].etag)
     path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
     assert run(path, models) == 1
-    assert [r.headers.get("range") for r in server.requests_for("/a.bin")] == ["bytes=100000-"]
+    (request,) = server.requests_for("/a.bin")
+    assert request.headers.get("range") == "bytes=100000-"
+    assert request.headers.get("if-range") == server.files["/a.bin"].etag
     assert (models / "a.bin").read_bytes() == data and leftovers(models) == []
+    assert not (models / "a.bin.partial.validator").exists()
+
+
+def test_a_file_changed_on_the_server_is_not_spliced_onto_the_old_partial(
+    server: FileServer, tmp_path: Path
+) -> None:
+    old, new = blob(40), blob(41)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin.partial").write_bytes(old[:100_000])
+    (models / "a.bin.partial.validator").write_text(Served(old).etag)
+    server.files["/a.bin"] = Served(new)  # the remote file changed since the first attempt
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin"}])  # no sha256
+    assert run(path, models) == 1
+    assert server.requests_for("/a.bin")[0].headers.get("if-range") == Served(old).etag
+    assert (models / "a.bin").read_bytes() == new
+
+
+def test_a_partial_without_a_validator_starts_over(server: FileServer, tmp_path: Path) -> None:
+    data = blob(42)
+    server.files["/a.bin"] = Served(data, validators=False)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.bin.partial").write_bytes(b"z" * 1000)  # nothing says which file these bytes are of
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin"}])
+    assert run(path, models) == 1
+    assert [r.headers.get("range") for r in server.requests_for("/a.bin")] == [None]
+    assert (models / "a.bin").read_bytes() == data
+
+
+def test_a_download_over_the_limit_fails_naming_it_and_leaves_nothing(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.files["/a.bin"] = Served(blob(43))
+    models = tmp_path / "models"
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin"}])
+    with pytest.raises(FetchError, match=r"is 293\.0 KiB, over the download limit of 100\.0 KiB"):
+        run(path, models, options=TransferOptions(attempts=1, max_bytes=100 * 1024))
+    assert sorted(p.name for p in models.iterdir() if not p.name.endswith(".lock")) == []
+    # The init container's form: the limit from the environment, one line, exit status 1.
+    code = fetch_command(path, models, env={"LOCALMODEL_MAX_DOWNLOAD_BYTES": str(100 * 1024)})
+    assert code == 1 and "over the download limit of 100.0 KiB" in last_line(capsys)
+
+
+def test_a_local_file_over_the_limit_is_not_copied(tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(blob(44))
+    models = tmp_path / "models"
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": source.as_uri()}])
+    with pytest.raises(FetchError, match="over the download limit"):
+        run(path, models, options=TransferOptions(max_bytes=1000))
+    assert not (models / "a.bin").exists() and leftovers(models) == []
+
+
+def test_the_download_limit_must_be_a_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file(tmp_path, [{"filename": "a.bin", "uri": "https://example.invalid/a.bin"}])
+    code = fetch_command(path, tmp_path / "models", env={"LOCALMODEL_MAX_DOWNLOAD_BYTES": "lots"})
+    assert code == 1 and "LOCALMODEL_MAX_DOWNLOAD_BYTES" in last_line(capsys)
 
 
 def test_dropped_connection_is_retried_and_resumed(server: FileServer, tmp_path: Path) -> None:
@@ -142,6 +203,7 @@ def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: 
     models = tmp_path / "models"
     models.mkdir()
     (models / "a.bin.partial").write_bytes(b"x" * 1000)  # not even a prefix of the file
+    (models / "a.bin.partial.validator").write_text(server.files["/a.bin"].etag)
     path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
     assert run(path, models) == 1
     assert server.requests_for("/a.bin")[0].headers.get("range") == "bytes=1000-"
@@ -154,6 +216,7 @@ def test_partial_longer_than_the_file_starts_over(server: FileServer, tmp_path: 
     models = tmp_path / "models"
     models.mkdir()
     (models / "a.bin.partial").write_bytes(b"y" * 6000)
+    (models / "a.bin.partial.validator").write_text(server.files["/a.bin"].etag)
     path = config_file(tmp_path, [{"filename": "a.bin", "uri": f"{server.url}/a.bin", "sha256": sha(data)}])
     assert run(path, models) == 1
     assert (models / "a.bin").read_bytes() == data

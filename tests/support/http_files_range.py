@@ -4,11 +4,14 @@ Files are served from memory (`FileServer.files`, path → :class:`Served`); eve
 headers are recorded in `FileServer.requests` so a test can assert what the client sent (a `Range`
 header, an `Authorization` header). Failures are injected per file: `fail_first` answers 503 to the
 first N requests, `cut_first` sends half the body and drops the connection on the first N requests,
-`ignore_range` answers a `Range` request with the whole file (200).
+`ignore_range` answers a `Range` request with the whole file (200). Each file has a strong ETag (of its
+bytes) and honours `If-Range` as RFC 9110 says: a validator that is not the current one gets the whole
+file (200); `validators=False` serves a file with neither ETag nor Last-Modified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import re
 import threading
@@ -25,7 +28,12 @@ class Served:
     fail_first: int = 0
     cut_first: int = 0
     ignore_range: bool = False
+    validators: bool = True
     hits: int = 0
+
+    @property
+    def etag(self) -> str:
+        return f'"{hashlib.sha256(self.body).hexdigest()[:16]}"'
 
 
 @dataclass
@@ -67,6 +75,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         body, start = served.body, 0
         match = _RANGE.fullmatch(self.headers.get("Range", "").strip())
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range != served.etag:
+            match = None  # the client's bytes are of another version of the file: send it whole
         if match and not served.ignore_range:
             start = int(match.group(1))
             end = int(match.group(2)) if match.group(2) else len(body) - 1
@@ -84,6 +95,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Accept-Ranges", "none" if served.ignore_range else "bytes")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
+        if served.validators:
+            self.send_header("ETag", served.etag)
         self.end_headers()
         if served.hits <= served.fail_first + served.cut_first:
             self.wfile.write(body[: len(body) // 2])
