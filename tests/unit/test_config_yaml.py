@@ -214,3 +214,27 @@ def test_download_outside_the_models_dir_is_rejected(filename: str) -> None:
     with pytest.raises(ModelConfigError) as info:
         parse_model_configs(f"name: m\ndownload_files: [{{filename: '{filename}', uri: 'https://e/x'}}]\n")
     assert "download_files.0.filename" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("parameters: {model: ../../etc/shadow}", "parameters.model"),
+        ("parameters: {model: /etc/passwd}", "parameters.model"),
+        ("lora_adapter: ../other-team/adapter.bin", "lora_adapter"),
+        ("lora_adapters: [ok.bin, /abs/adapter.bin]", "lora_adapters"),
+        ("prompt_cache_path: ../../var/cache", "prompt_cache_path"),
+        ("draft_model: /models/../x.gguf", "draft_model"),
+    ],
+)
+def test_every_model_path_key_stays_inside_the_models_dir(text: str, field: str) -> None:
+    with pytest.raises(ModelConfigError) as info:
+        parse_model_configs(f"name: m\n{text}\n", "m.yaml")
+    assert field in str(info.value) and "relative to the models directory" in str(info.value)
+
+
+def test_a_model_uri_or_repository_id_is_not_a_path() -> None:
+    (config,) = parse_model_configs("name: m\nparameters: {model: 'huggingface://o/r/m.gguf'}\n")
+    assert config.model_file == "m.gguf"
+    (config,) = parse_model_configs("name: m\nbackend: transformers\nparameters: {model: owner/repo}\n")
+    assert config.model_file == "owner/repo"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from ..fetch_sources import FetchError, local_model_name, looks_like_uri
 from .backends import BACKEND_NAME_PATTERN
@@ -186,10 +186,26 @@ class ModelConfig(LocalAIBlock):
             raise ValueError("backend must match ^[a-zA-Z0-9_-]+$")
         return _safe_relative_path(value, "backend")
 
-    @field_validator("mmproj", "draft_model")
+    @field_validator("mmproj", "draft_model", "lora_adapter", "prompt_cache_path")
     @classmethod
     def _relative_files(cls, value: str | None) -> str | None:
         return _safe_relative_path(value, "path")
+
+    @field_validator("lora_adapters")
+    @classmethod
+    def _relative_adapters(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            _safe_relative_path(item, "each path")
+        return value
+
+    @model_validator(mode="after")
+    def _relative_model(self) -> ModelConfig:
+        # A URI is fetched to a checked name (fetch.target_path); anything else names a file or a
+        # repository id under the models directory, and must stay there.
+        model = self.parameters.model if self.parameters else None
+        if model and not looks_like_uri(model):
+            _safe_relative_path(model, "parameters.model")
+        return self
 
     @property
     def model_uri(self) -> str | None:
