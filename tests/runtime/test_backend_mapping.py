@@ -12,7 +12,6 @@ from localmodel_runtime.backends.base import InvalidRequest, ModelLoadError, Sam
 from localmodel_runtime.backends.exllama_backend import gpu_split, sampler_settings
 from localmodel_runtime.backends.hf_common import (
     IncrementalDecoder,
-    StopMatcher,
     bnb_settings,
     context_size,
     generate_kwargs,
@@ -28,6 +27,7 @@ from localmodel_runtime.backends.rwkv_backend import model_files, strategy
 from localmodel_runtime.backends.transformers_backend import model_type, pretrained_kwargs
 from localmodel_runtime.backends.vllm_backend import engine_kwargs, sampling_kwargs, supported_kwargs
 from localmodel_runtime.config import ModelConfig
+from localmodel_runtime.stops import StopMatcher
 
 
 def config(**keys: Any) -> ModelConfig:
@@ -228,14 +228,28 @@ def test_incremental_decoder_holds_back_partial_characters() -> None:
 
 def test_stop_matcher_across_pieces() -> None:
     matcher = StopMatcher(["</s>", "STOP"])
-    assert matcher.feed("hello <") == "hello <"
+    assert matcher.feed("hello <") == "hello "  # "<" may begin "</s>": held back
     assert not matcher.stopped
     assert matcher.feed("/s> more") == ""
     assert matcher.stopped
-    assert matcher.feed("after") == ""
+    assert matcher.feed("after") == "" and matcher.flush() == ""
     other = StopMatcher(["STOP"])
     assert other.feed("abc STOP def") == "abc "
     assert StopMatcher([]).feed("x") == "x"
+
+
+def test_a_stop_word_split_over_two_tokens_never_reaches_the_client() -> None:
+    matcher = StopMatcher(["</s>"])
+    assert matcher.feed("abc</s") == "abc"
+    assert matcher.feed(">") == "" and matcher.stopped
+
+
+def test_held_text_that_began_no_stop_word_comes_out() -> None:
+    matcher = StopMatcher(["</s>"])
+    assert matcher.feed("a <") == "a "
+    assert matcher.feed("b") == "<b"  # not a stop word after all
+    assert matcher.feed("c </") == "c "
+    assert matcher.flush() == "</"  # the stream ended there
 
 
 def test_vllm_engine_kwargs() -> None:

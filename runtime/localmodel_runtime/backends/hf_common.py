@@ -296,24 +296,3 @@ class IncrementalDecoder:
     @property
     def tokens(self) -> int:
         return len(self._ids)
-
-
-class StopMatcher:
-    """Finds the first stop word in streamed text; `feed` returns the text to emit before it."""
-
-    def __init__(self, words: Sequence[str]) -> None:
-        self.words = [w for w in words if w]
-        self._longest = max((len(w) for w in self.words), default=0)
-        self._tail = ""
-        self.stopped = False
-
-    def feed(self, text: str) -> str:
-        if not self.words or self.stopped:
-            return "" if self.stopped else text
-        window = self._tail + text
-        hits = [i for i in (window.find(w) for w in self.words) if i >= 0]
-        if hits:
-            self.stopped = True
-            return window[len(self._tail) : max(len(self._tail), min(hits))]
-        self._tail = window[-(self._longest - 1) :] if self._longest > 1 else ""
-        return text

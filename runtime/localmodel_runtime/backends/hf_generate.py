@@ -14,10 +14,10 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
+from ..stops import StopMatcher
 from .base import BackendError, Finished, FinishReason, GenerationEvent, SamplingParams, TextPiece
 from .hf_common import (
     IncrementalDecoder,
-    StopMatcher,
     check_prompt,
     generate_kwargs,
     new_tokens,
@@ -184,6 +184,9 @@ class HFGenerator:
                     )
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"generation failed: {exc}") from exc
+        held = stops.flush()  # text that could have begun a stop word, when none came
+        if held:
+            stream.send(TextPiece(held, tokens=0))
         produced = decoder.tokens
         reason: FinishReason = (
             "length" if produced >= kwargs["max_new_tokens"] and not stops.stopped else "stop"

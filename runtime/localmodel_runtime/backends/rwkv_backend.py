@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
+from ..stops import StopMatcher
 from .base import (
     Backend,
     BackendError,
@@ -31,7 +32,6 @@ from .base import (
 )
 from .hf_common import (
     IncrementalDecoder,
-    StopMatcher,
     check_prompt,
     context_size,
     new_tokens,
@@ -178,6 +178,7 @@ class RWKVBackend(Backend):
             while produced < limit and not stream.cancelled.is_set():
                 token = sample(torch, logits.float(), params, counts, generator)
                 if token == self._eos and not params.ignore_eos:
+                    _send_held(stream, stops)
                     return Finished("stop", len(ids), produced)
                 produced += 1
                 counts[token] = counts.get(token, 0) + 1
@@ -186,10 +187,18 @@ class RWKVBackend(Backend):
                 if stops.stopped:
                     return Finished("stop", len(ids), produced)
                 logits, state = self._model.forward([token], state)
+        _send_held(stream, stops)
         return Finished("length" if produced >= limit else "stop", len(ids), produced)
 
     async def close(self) -> None:
         self._model = None
+
+
+def _send_held(stream: ThreadStream, stops: StopMatcher) -> None:
+    """Text held back as a possible stop word's start, once the generation ends without one."""
+    held = stops.flush()
+    if held:
+        stream.send(TextPiece(held, tokens=0))
 
 
 def sample(torch: Any, logits: Any, params: SamplingParams, counts: dict[int, int], generator: Any) -> int:

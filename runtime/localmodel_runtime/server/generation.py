@@ -10,16 +10,13 @@ from typing import Any
 
 from ..backends.base import Backend, BackendError, Finished, SamplingParams, TextPiece
 from ..config import ModelConfig
+from ..stops import StopMatcher
 from .metrics import ServerMetrics
 
 
 class Generation:
-    """One generation's text: the backend's pieces with stop sequences applied exactly.
-
-    A stop sequence may arrive split over several pieces, so the text that could still be the start of
-    one is held back until the next piece shows whether it is; a match ends the generation there, and
-    the text before it is the last output.
-    """
+    """One generation's text: the backend's pieces with stop sequences applied exactly (`StopMatcher`:
+    a match ends the generation there, and the text before it is the last output)."""
 
     def __init__(
         self,
@@ -39,9 +36,7 @@ class Generation:
         self._metrics = metrics
         self._prompt = prompt
         self._events: AsyncIterator[Any] = backend.generate(prompt, params)
-        self._stops = params.stop
-        self._longest_stop = max((len(s) for s in params.stop), default=0)
-        self._held = ""
+        self._stops = StopMatcher(params.stop)
         self._finished = False
         self._prompt_tokens: int | None = None
         self.arrival = arrival
@@ -60,12 +55,10 @@ class Generation:
                 if self.first_token_at is None:
                     self.first_token_at = time.perf_counter()
                 self.completion_tokens += event.tokens
-                if not self._stops:
-                    if event.text:
-                        return event.text
-                    continue
-                text = self._cut(event.text)
-                if self._finished:
+                text = self._stops.feed(event.text)
+                if self._stops.stopped:
+                    self._finished = True
+                    self.finish_reason = "stop"
                     await self.aclose()  # a stop sequence: free the backend's sequence at once
                 if text:
                     return text
@@ -75,22 +68,10 @@ class Generation:
                 self.finish_reason = event.finish_reason
                 self.completion_tokens = event.completion_tokens or self.completion_tokens
                 self._prompt_tokens = event.prompt_tokens or None
-                held, self._held = self._held, ""
+                held = self._stops.flush()
                 if held:
                     return held
         return None
-
-    def _cut(self, text: str) -> str:
-        held = self._held + text
-        cut = min((i for i in (held.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self._finished = True
-            self.finish_reason = "stop"
-            self._held = ""
-            return held[:cut]
-        keep = _partial_stop(held, self._stops, self._longest_stop)
-        self._held = held[len(held) - keep :] if keep else ""
-        return held[: len(held) - keep]
 
     @property
     def prompt_tokens(self) -> int:
@@ -128,15 +109,6 @@ def usage_of(generations: list[Generation]) -> dict[str, int]:
     prompt = sum(g.prompt_tokens for g in generations if g.counts_prompt)
     completion = sum(g.completion_tokens for g in generations)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _partial_stop(text: str, stops: list[str], longest: int) -> int:
-    """Length of the longest end of `text` that is the beginning of a stop sequence."""
-    for size in range(min(longest - 1, len(text)), 0, -1):
-        tail = text[-size:]
-        if any(s.startswith(tail) for s in stops):
-            return size
-    return 0
 
 
 # -- output post-processing (LocalAI's Finetune) -------------------------------------------------
