@@ -148,3 +148,29 @@ async def test_choices_share_the_slots_and_a_disconnect_stops_them_all(four: Run
     await wait_until(lambda: metric(four, "vllm:num_requests_running") == 0, "every choice to stop")
     assert metric_or_zero(four, series) == aborted + 3  # cut short, not run to the end of the context
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def one_embedding(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[RuntimeServer]:
+    """One slot, no queue, embeddings on: a second request of any kind while the slot is held is 429."""
+    embedding = {**config(1, 32768), "embeddings": True}
+    with runtime_server(
+        tmp_path_factory.mktemp("one-embedding"), embedding, tiny_gguf.parent, args=["--max-waiting", "0"]
+    ) as running:
+        yield running
+
+
+async def test_embeddings_go_through_admission_too(one_embedding: RuntimeServer) -> None:
+    client = one_embedding.async_client()
+    holder = await client.completions.create(model="tiny", prompt="hold", stream=True)
+    await anext(aiter(holder))  # the only slot is held while this streams
+    with pytest.raises(openai.RateLimitError) as raised:
+        await client.embeddings.create(model="tiny", input=["refused while the slot is busy"])
+    assert raised.value.response.headers["retry-after"] == "1"
+    assert raised.value.code == "queue_full"
+    await holder.close()
+    await wait_until(lambda: metric(one_embedding, "vllm:num_requests_running") == 0, "the slot to be free")
+    vectors = await client.embeddings.create(model="tiny", input=["served once the slot is free"])
+    assert len(vectors.data) == 1 and len(vectors.data[0].embedding) > 0
+    assert vectors.usage.prompt_tokens > 0
+    await client.close()

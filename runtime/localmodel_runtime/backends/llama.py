@@ -373,7 +373,9 @@ class LlamaBackend(Backend):
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
         engine = self._require_loaded()
-        tokens = self.tokenize(prompt)
+        # Tokenizing (and below, parsing a grammar) takes a while for a large input: off the event loop,
+        # so that other streams and the health probes go on meanwhile.
+        tokens = await asyncio.to_thread(self.tokenize, prompt)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
         if len(tokens) >= self._n_ctx_seq:
@@ -383,16 +385,27 @@ class LlamaBackend(Backend):
                 param="prompt",
                 code="context_length_exceeded",
             )
-        sampler = build_sampler(
-            self._lib,
-            vocab=self._vocab,
-            n_vocab=self._n_vocab,
-            n_ctx=self._n_ctx_seq,
-            params=params,
-            grammar=params.grammar or _schema_grammar(params.json_schema) or self.config.grammar,
-            prompt=tokens,
-            eog_tokens=self._eog,
-        )
+
+        def prepare() -> Any:
+            grammar = params.grammar or _schema_grammar(params.json_schema) or self.config.grammar
+            return build_sampler(
+                self._lib,
+                vocab=self._vocab,
+                n_vocab=self._n_vocab,
+                n_ctx=self._n_ctx_seq,
+                params=params,
+                grammar=grammar,
+                prompt=tokens,
+                eog_tokens=self._eog,
+            )
+
+        preparing = asyncio.ensure_future(asyncio.to_thread(prepare))
+        try:
+            sampler = await asyncio.shield(preparing)
+        except asyncio.CancelledError:
+            # The client left while the sampler was being built: free it once it is there.
+            preparing.add_done_callback(self._free_prepared_sampler)
+            raise
         request = engine.submit(tokens, params, sampler)
         try:
             while True:
@@ -408,13 +421,17 @@ class LlamaBackend(Backend):
             request.cancel()
             engine.wake()
 
+    def _free_prepared_sampler(self, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._lib.llama_sampler_free(done.result())
+
     async def embed(self, texts: list[str]) -> list[list[float]]:
         self._require_loaded()
         if self._embed_ctx is None:
             raise UnsupportedOperation(
                 "this model is not loaded for embeddings: set `embeddings: true` in its configuration"
             )
-        tokenized = [self.tokenize(text) for text in texts]
+        tokenized = await asyncio.to_thread(lambda: [self.tokenize(text) for text in texts])
         limit = int(self._lib.llama_n_ctx(self._embed_ctx))
         for tokens in tokenized:
             if len(tokens) > limit:

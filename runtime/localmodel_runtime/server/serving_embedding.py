@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 
@@ -44,13 +45,22 @@ async def create_embedding(server: ModelServer, request: Request) -> Response:
             param="model",
             code="unsupported_operation",
         )
+
+    async def embed() -> tuple[list[list[float]], int]:
+        # Embeddings share the generation slots: past the queue's bound they get 429 like the rest.
+        ticket = await server.admission.acquire()
+        try:
+            vectors = await server.backend.embed(texts)
+        finally:
+            ticket.release()
+        if not server.backend.capabilities().tokenize:
+            return vectors, 0
+        # Counting tokens of a large input takes a while: not on the event loop.
+        counts = await asyncio.to_thread(lambda: [len(server.backend.tokenize(t)) for t in texts])
+        return vectors, sum(counts)
+
     try:
-        vectors = await until_disconnected(request.receive, server.backend.embed(texts))
-        tokens = (
-            sum(len(server.backend.tokenize(t)) for t in texts)
-            if server.backend.capabilities().tokenize
-            else 0
-        )
+        vectors, tokens = await until_disconnected(request.receive, embed())
     except BackendError as exc:
         raise from_backend(exc, prompt_param="input") from None
     data: list[list[float]] | list[str] = (
