@@ -376,6 +376,18 @@ def test_use_tokenizer_template_from_model_metadata() -> None:
     )
 
 
+def test_request_metadata_adds_variables_but_never_replaces_the_templates_own() -> None:
+    source = "{{ bos_token }}|{{ messages | length }}|{{ flavour | default('-') }}|{{ x }}"
+    r = renderer(
+        {"template": {"use_tokenizer_template": True}, "chat_template_kwargs": {"x": "set-by-config"}},
+        model_info_chat_template=source,
+        bos_token="<s>",
+    )
+    messages = [{"role": "user", "content": "Hi"}]
+    hostile = {"bos_token": "<evil>", "messages": "[]", "x": "set-by-request", "flavour": "mint"}
+    assert r.chat(messages, metadata=hostile) == "<s>|1|mint|set-by-config"
+
+
 def test_tokenizer_template_generation_tag_and_raise_exception() -> None:
     source = (
         "{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools') }}{% endif %}"

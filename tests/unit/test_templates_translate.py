@@ -315,11 +315,22 @@ def test_go_template(source: str, fields: dict[str, Any], expected: str) -> None
         ('{{ slice "abc" 1 }}', {}),  # Sprig's slice replaces Go's and takes lists only
         ("{{ range .S }}{{ end }}", {"S": data()}),
         ("{{ trim .N }}", {"N": 3}),  # Go refuses an int for a string parameter
+        # Bounded allocation: a template must not build gigabytes or loop for minutes.
+        ('{{ repeat 1000000000 "x" }}', {}),
+        ("{{ range until 2000000000 }}{{ end }}", {}),
+        ("{{ range 2000000000 }}x{{ end }}", {}),
+        ("{{ range $i := .N }}x{{ end }}", {"N": 10**9}),
     ],
 )
 def test_execution_errors(source: str, fields: dict[str, Any]) -> None:
     with pytest.raises(RenderError):
         render(source, **fields)
+
+
+def test_bounds_leave_ordinary_sizes_alone() -> None:
+    assert render('{{ repeat 3 "ab" }}') == "ababab"
+    assert render("{{ range until 3 }}{{ . }}{{ end }}") == "012"
+    assert render("{{ range 3 }}{{ . }}{{ end }}") == "012"
 
 
 @pytest.mark.parametrize(

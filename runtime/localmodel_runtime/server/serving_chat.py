@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import uuid
 from typing import Any
@@ -139,12 +141,16 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
     tools, tool_choice = _tools(req)
     try:
-        prompt = server.renderer.chat(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            metadata=req.metadata,
-            reasoning_effort=req.reasoning_effort,
+        # A template over a long conversation takes a while: rendered off the event loop.
+        prompt = await asyncio.to_thread(
+            functools.partial(
+                server.renderer.chat,
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                metadata=req.metadata,
+                reasoning_effort=req.reasoning_effort,
+            )
         )
     except RenderError as exc:
         raise APIError(

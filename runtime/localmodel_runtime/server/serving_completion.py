@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -96,10 +97,11 @@ async def create_completion(server: ModelServer, request: Request) -> Response:
     params.json_schema = json_output(req.response_format, server.backend.capabilities().structured_output)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     reply_prefix = server.renderer.reply_prefix
+    rendered = await asyncio.to_thread(lambda: [server.renderer.completion(t) for t in texts])
     return await respond(
         server,
         request,
-        prompts=[(server.renderer.completion(t), (t if req.echo else "") + reply_prefix) for t in texts],
+        prompts=[(r, (t if req.echo else "") + reply_prefix) for r, t in zip(rendered, texts, strict=True)],
         params=params,
         framing=CompletionFraming(server.name, include_usage),
         stream=req.stream,
@@ -117,10 +119,11 @@ async def create_edit(server: ModelServer, request: Request) -> Response:
     if req.stream:
         raise APIError(400, "The edits endpoint does not stream.", param="stream")
     params = sampling_params(server.config, req, req.max_tokens)
+    prompt = await asyncio.to_thread(server.renderer.edit, req.instruction, req.input)
     return await respond(
         server,
         request,
-        prompts=[(server.renderer.edit(req.instruction, req.input), server.renderer.reply_prefix)],
+        prompts=[(prompt, server.renderer.reply_prefix)],
         params=params,
         framing=EditFraming(server.name, False),
         stream=False,

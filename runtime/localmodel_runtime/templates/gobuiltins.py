@@ -39,8 +39,20 @@ def go_range(value: Any) -> Iterator[tuple[Any, Any]]:
     if isinstance(value, list | tuple):
         return enumerate(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return ((i, i) for i in range(value))
+        return ((i, i) for i in range(check_count(value, "range")))
     raise GoExecError(f"range can't iterate over {go_str(value)}")
+
+
+MAX_ITEMS = 100_000
+"""The most items `range N` and Sprig's `until` make (Jinja's sandbox bounds its own range alike)."""
+MAX_TEXT = 1 << 20
+"""The longest string Sprig's `repeat` makes: a template must not allocate without bound."""
+
+
+def check_count(n: int, what: str) -> int:
+    if abs(n) > MAX_ITEMS:
+        raise GoExecError(f"{what} {n}: more than {MAX_ITEMS} items")
+    return n
 
 
 def go_print(value: Any) -> str:

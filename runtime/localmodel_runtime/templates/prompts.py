@@ -392,8 +392,15 @@ class PromptRenderer:
             kwargs["reasoning_effort"] = effort
             if effort == "none":
                 kwargs["enable_thinking"] = False
-        kwargs.update(metadata or {})
+        # A request's metadata adds variables; it never replaces the template's own (bos_token, messages,
+        # ...) or what the model's configuration set.
+        for key, value in (metadata or {}).items():
+            if key not in RESERVED_VARIABLES and key not in kwargs:
+                kwargs[key] = value
         return self.tokenizer_template.render(messages, tools if tool_choice != "none" else None, kwargs)
+
+
+RESERVED_VARIABLES = frozenset({"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"})
 
 
 def _read_tmpl(models_dir: Path, name: str) -> str | None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .gobuiltins import go_quote
+from .gobuiltins import MAX_TEXT, check_count, go_quote
 from .govalues import NO_VALUE, GoExecError, GoStruct, go_json, go_str, is_empty
 
 
@@ -64,6 +64,18 @@ def _substr(start: Any, end: Any, s: Any) -> str:
     if a > b:
         raise GoExecError(f"runtime error: slice bounds out of range [{a}:{b}]")
     return _bytes_slice(text, a, b)
+
+
+def _repeat(n: Any, text: Any) -> str:
+    count, piece = max(_i(n), 0), _s(text)
+    if count * len(piece) > MAX_TEXT:
+        raise GoExecError(f"repeat: {count} × {len(piece)} characters is over the limit of {MAX_TEXT}")
+    return piece * count
+
+
+def _until(n: Any) -> list[int]:
+    count = check_count(_i(n), "until")
+    return list(range(count)) if count >= 0 else list(range(0, count, -1))
 
 
 def _slice(value: Any, *indexes: Any) -> Any:
@@ -249,7 +261,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "upper": lambda s: _s(s).upper(),
     "lower": lambda s: _s(s).lower(),
     "title": _title,
-    "repeat": lambda n, s: _s(s) * max(_i(n), 0),
+    "repeat": _repeat,
     "replace": lambda old, new, s: _s(s).replace(_s(old), _s(new)),
     "contains": lambda sub, s: _s(sub) in _s(s),
     "hasPrefix": lambda p, s: _s(s).startswith(_s(p)),
@@ -287,7 +299,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "concat": lambda *vs: [x for v in vs for x in _list_arg(v, "concat")],
     "sortAlpha": lambda v: sorted(_strslice(v)),
     "slice": _slice,
-    "until": lambda n: list(range(_i(n))) if _i(n) >= 0 else list(range(0, _i(n), -1)),
+    "until": _until,
     # numbers
     "add": lambda *v: sum(to_int64(x) for x in v),
     "add1": lambda v: to_int64(v) + 1,
