@@ -8,7 +8,7 @@ import kopf
 
 from .builders import MODEL_LABEL
 from .crd import GROUP, PLURAL, VERSION
-from .reconcile import Reconciler
+from .reconcile import Reconciler, RetryLater
 
 MANAGED = {"app.kubernetes.io/managed-by": "localmodel-operator"}
 
@@ -20,7 +20,10 @@ def register(reconciler: Reconciler, registry: kopf.OperatorRegistry) -> None:
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
     async def reconcile(body: kopf.Body, **_: Any) -> None:
-        await reconciler.reconcile(dict(body))
+        try:
+            await reconciler.reconcile(dict(body))
+        except RetryLater as exc:
+            raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
 
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
     @kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry)

@@ -66,6 +66,18 @@ class Kube:
             raise _wrap(exc) from exc
         return _as_dict(obj)
 
+    async def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The object of `manifest`'s kind, namespace and name as the server has it; None when absent."""
+        meta = manifest["metadata"]
+        resource: Any = type(codecs.from_dict(manifest))  # ConfigMap, Service, ... (lightkube's class)
+        try:
+            obj = await self.client.get(resource, meta["name"], namespace=meta.get("namespace"))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _wrap(exc) from exc
+        return _as_dict(obj)
+
     async def create_if_absent(self, manifest: dict[str, Any]) -> bool:
         """Create an object unless one of that name exists; True when it was created."""
         try:

@@ -24,6 +24,7 @@ from localmodel_runtime.templates import PromptTemplate, TemplateError
 
 from .builders import PORT, Model, build_children
 from .kube import Kube, KubeError, NotFound
+from .ownership import ownership
 from .placement import Placement, PlacementError, place
 from .settings import OperatorSettings
 from .status import Problem, conditions, merge_conditions, status_fields, transitions
@@ -44,6 +45,15 @@ class Evaluation:
 TEMPLATE_SLOTS = ("chat", "chat_message", "completion", "edit", "function", "multimodal")
 # HTTP statuses with which the API server rejects a child we built from the spec: the spec is at fault.
 REJECTED = frozenset({400, 422})
+CONFLICT_RETRY_SECONDS = 30
+
+
+class RetryLater(Exception):
+    """The children cannot be written yet (an object in the way); reconcile again after `delay` seconds."""
+
+    def __init__(self, message: str, delay: float = CONFLICT_RETRY_SECONDS) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 @functools.lru_cache(maxsize=512)
@@ -124,6 +134,15 @@ class Reconciler:
             model = Model(name, namespace, meta["uid"], evaluation.spec)
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
             for child in children.all():
+                # Never adopt: an object of that name that is not this model's is left as it is.
+                owner = ownership(await self.kube.get_object(child), child)
+                if not owner.mine:
+                    if not owner.previous:
+                        self._rejected[key] = (generation, Problem("ChildConflict", owner.message))
+                        await self.refresh(namespace, name)
+                    what = owner.message or "an earlier LocalModel's children are still being deleted"
+                    # No watch sees the object go away, so look again later (not in a hot loop).
+                    raise RetryLater(f"{namespace}/{name}: {what}")
                 try:
                     await self.kube.apply(child)
                 except KubeError as exc:

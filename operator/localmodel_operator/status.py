@@ -2,8 +2,9 @@
 
 Reasons a user sees (DESIGN.md, issue 4): Ready/Available, Progressing/Rolling|Reconciled, and for
 Degraded: InvalidSpec, UnsupportedDevice, MissingBackend, ModelLoadError, Unschedulable,
-ImagePullBackOff, CrashLoopBackOff, FetchFailed — the pod-level ones read from pod state, and
-MissingBackend / ModelLoadError / InvalidSpec also from the runtime's termination message prefix.
+ImagePullBackOff, CrashLoopBackOff, FetchFailed, ChildConflict (reconcile.py) — the pod-level ones
+read from pod state, and MissingBackend / ModelLoadError / InvalidSpec also from the runtime's
+termination message prefix.
 """
 
 from __future__ import annotations

@@ -534,3 +534,40 @@ def test_runtime_failures_become_degraded_reasons(
         (status,) = pod["status"]["containerStatuses"]
         terminated = (status.get("lastState") or status["state"]).get("terminated") or {}
         assert terminated.get("message", "").startswith(f"{reason}: "), status
+
+
+def test_objects_it_did_not_create_are_never_adopted(
+    control_plane: Cluster, namespace: str, op: OperatorProcess
+) -> None:
+    # A team's own ConfigMap and Service that happen to carry the names a LocalModel's children would.
+    control_plane.apply(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "billing-config"},
+                "data": {"db": "postgres://billing"},
+            }
+        ),
+        namespace,
+    )
+    control_plane.apply(local_model("billing", llama(deployment={"replicas": 0})), namespace)
+    lm = wait(
+        lambda: degraded(control_plane, namespace, "billing", "ChildConflict"), op, what="ChildConflict"
+    )
+    message = condition(lm, "Degraded")["message"]
+    assert "ConfigMap billing-config already exists" in message and "left untouched" in message, message
+    found = wait(partial(events_for, control_plane, namespace, "billing", "ChildConflict"), op, what="Event")
+    assert found[0]["type"] == "Warning"
+    users = get(control_plane, "configmap", "billing-config", namespace)
+    assert users is not None and users["data"] == {"db": "postgres://billing"}
+    assert not users["metadata"].get("ownerReferences")
+    assert get(control_plane, "deployment", "billing", namespace) is None
+
+    # Deleting the LocalModel leaves the team's ConfigMap; once it is gone, a new model of that name works.
+    control_plane.kubectl("delete", "localmodel", "billing", "-n", namespace, "--wait=true")
+    assert get(control_plane, "configmap", "billing-config", namespace) is not None
+    control_plane.kubectl("delete", "configmap", "billing-config", "-n", namespace)
+    control_plane.apply(local_model("billing", llama(deployment={"replicas": 0})), namespace)
+    lm, _ = wait(lambda: reconciled(control_plane, namespace, "billing"), op, what="billing reconciled")
+    assert condition(lm, "Degraded")["status"] == "False"

@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 
 from localmodel_operator.kube import Kube, KubeError
-from localmodel_operator.reconcile import Reconciler, evaluate, identity_fields
+from localmodel_operator.reconcile import Reconciler, RetryLater, evaluate, identity_fields
 from localmodel_operator.settings import settings_from_dict
 
 SETTINGS = settings_from_dict({})
@@ -66,6 +66,11 @@ class FakeKube:
         self.applied: list[str] = []
         self.statuses: list[dict[str, Any]] = []
         self.events: list[tuple[str, str]] = []
+        self.existing: dict[tuple[str, str], dict[str, Any]] = {}
+        """Objects already on the server, by (kind, name)."""
+
+    async def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        return self.existing.get((manifest["kind"], manifest["metadata"]["name"]))
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         if manifest["kind"] in self.reject:
@@ -128,3 +133,36 @@ async def test_api_outage_is_raised_for_kopf_to_retry() -> None:
     kube = FakeKube(body(llama()), reject={"ConfigMap": 503})
     with pytest.raises(KubeError):
         await reconciler(kube).reconcile(kube.body)
+
+
+async def test_a_foreign_object_in_the_way_is_left_alone_and_reported() -> None:
+    kube = FakeKube(body(llama()))
+    users = {"metadata": {"name": "m-config", "labels": {"team": "billing"}}, "data": {"db": "postgres"}}
+    kube.existing[("ConfigMap", "m-config")] = users
+    with pytest.raises(RetryLater) as raised:
+        await reconciler(kube).reconcile(kube.body)
+    assert "ConfigMap m-config already exists" in str(raised.value)
+    assert kube.applied == []  # nothing written: not the ConfigMap, not the children after it
+    degraded = {c["type"]: c for c in kube.statuses[-1]["conditions"]}["Degraded"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "ChildConflict")
+    assert "it has no owner" in degraded["message"] and "left untouched" in degraded["message"]
+    assert kube.events == [("Warning", "ChildConflict")]
+
+
+async def test_children_of_an_earlier_model_of_that_name_are_waited_for_quietly() -> None:
+    kube = FakeKube(body(llama()))
+    earlier = {"kind": "LocalModel", "name": "m", "uid": "u-0"}
+    kube.existing[("ConfigMap", "m-config")] = {
+        "metadata": {"name": "m-config", "ownerReferences": [earlier]}
+    }
+    with pytest.raises(RetryLater):
+        await reconciler(kube).reconcile(kube.body)
+    assert kube.applied == [] and kube.statuses == []
+
+
+async def test_its_own_children_are_applied_again() -> None:
+    kube = FakeKube(body(llama()))
+    mine = {"kind": "LocalModel", "name": "m", "uid": "u-1"}
+    kube.existing[("ConfigMap", "m-config")] = {"metadata": {"name": "m-config", "ownerReferences": [mine]}}
+    await reconciler(kube).reconcile(kube.body)
+    assert kube.applied == ["ConfigMap", "Service", "Deployment"]
