@@ -5,7 +5,7 @@ VENV := $(CACHE)/venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up selfcheck test lint typecheck pytest crd k8s-bins cluster-up cluster-down \
+.PHONY: setup up selfcheck test lint typecheck pytest fuzz crd k8s-bins cluster-up cluster-down \
         test-gpu test-backends test-vllm-cpu bench kind-up kind-load kind-e2e clean
 
 setup:
@@ -31,6 +31,12 @@ typecheck: setup
 ## The product's suite in .cache/venv; tests/backends and tests/gpu need other environments (below).
 pytest: setup
 	$(BIN)/pytest --ignore=tests/backends --ignore=tests/backends_vllm --ignore=tests/gpu $(PYTEST_ARGS)
+
+## The fuzz run (not part of `make test`, which runs a fixed slice): 1,250 generated requests per endpoint
+## and mode (10,000 in all), randomised, against a real runtime.
+FUZZ_EXAMPLES ?= 1250
+fuzz: setup
+	LOCALMODEL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider -s tests/runtime/test_fuzz.py $(PYTEST_ARGS)
 
 ## Real CPU runs of transformers, sentence-transformers, OpenVINO and RWKV, in .cache/venv-backends.
 test-backends:

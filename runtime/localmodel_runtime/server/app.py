@@ -31,6 +31,7 @@ from . import protocol
 from .admission import Admission, AdmissionSettings
 from .errors import APIError, error_payload, from_backend
 from .metrics import CONTENT_TYPE, ServerMetrics
+from .openapi import openapi_document, package_version
 from .serving import ModelServer
 from .serving_chat import create_chat_completion
 from .serving_completion import create_completion, create_edit
@@ -272,7 +273,13 @@ def create_app(
             await asyncio.gather(loading, return_exceptions=True)
             await state.close()
 
+    document = openapi_document("localmodel runtime", package_version())
+
+    async def openapi(request: Request) -> Response:
+        return json_response(document)
+
     routes = [
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
