@@ -16,6 +16,9 @@
 #   TAG         default: the version in pyproject.toml
 #   PLATFORM    e.g. linux/amd64 (default: the builder's)
 #   BUILD_ARGS  extra build arguments, e.g. "--build-arg PYTHON_IMAGE=mirror/python:3.11.14-slim-bookworm"
+#   TORCH_CPU_INDEX  where transformers-cpu, openvino and autogptq-cpu get CPU-only torch (default: the
+#               Dockerfile's, download.pytorch.org/whl/cpu); checked before building. https://pypi.org/simple
+#               works too but gives the CUDA build (images ~6 GB instead of ~1.5).
 #   PYTHON_IMAGE  the Python base (default python:3.11.14-slim-bookworm); when it cannot be pulled,
 #               scripts/python-base.sh builds an equivalent one from Debian packages under that name.
 # Each image's size and build time are written to .cache/images/sizes.tsv; build logs to .cache/images/logs.
@@ -106,6 +109,16 @@ fi
 [[ -n ${PLATFORM:-} ]] && common+=(--platform "$PLATFORM")
 # shellcheck disable=SC2206  # BUILD_ARGS is a word list on purpose
 [[ -n ${BUILD_ARGS:-} ]] && common+=($BUILD_ARGS)
+
+TORCH_TARGETS=(transformers-cpu openvino autogptq-cpu)
+torch_index="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+[[ -n ${TORCH_CPU_INDEX:-} ]] && common+=(--build-arg "TORCH_CPU_INDEX=$TORCH_CPU_INDEX")
+for t in "${targets[@]}"; do
+    if [[ " ${TORCH_TARGETS[*]} " == *" $t "* ]] && ! curl -sS -o /dev/null --max-time 15 "$torch_index/torch/" 2>/dev/null; then
+        echo "images: $t needs torch's CPU wheels from $torch_index, which is unreachable: set TORCH_CPU_INDEX to a mirror" >&2
+        exit 1
+    fi
+done
 
 needs_python_base=0
 for t in "${targets[@]}"; do
