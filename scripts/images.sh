@@ -9,7 +9,7 @@
 #   build  build the operator image and the runtime targets (default: every target that builds
 #          without a GPU toolchain: operator and the CPU runtime targets; name CUDA targets to build them)
 #   push   build, then push every image built
-#   list   print the image names, build nothing
+#   list   print the image names (default: all of them, CUDA targets included), build nothing
 # Environment:
 #   BUILDER     docker, podman or buildah (default: the first of them that works on this machine)
 #   REGISTRY    default ghcr.io/localmodel; a registry on 127.0.0.1/localhost is pushed to without TLS
@@ -35,7 +35,11 @@ OUT="$PWD/.cache/images"
 action="${1:-build}"
 [[ $# -gt 0 ]] && shift
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(operator "${CPU_TARGETS[@]}")
+# By default `list` names every image the project defines; build and push take the ones that build
+# without a GPU toolchain.
+if [[ ${#targets[@]} -eq 0 ]]; then
+    if [[ $action == list ]]; then targets=(operator "${ALL_TARGETS[@]}"); else targets=(operator "${CPU_TARGETS[@]}"); fi
+fi
 
 for t in "${targets[@]}"; do
     if [[ " ${ALL_TARGETS[*]} " != *" $t "* && $t != operator ]]; then
