@@ -30,7 +30,7 @@ typecheck: setup
 
 ## The product's suite in .cache/venv; tests/backends and tests/gpu need other environments (below).
 pytest: setup
-	$(BIN)/pytest --ignore=tests/backends --ignore=tests/backends_vllm --ignore=tests/gpu $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/backends --ignore=tests/backends_vllm --ignore=tests/gpu --ignore=tests/images $(PYTEST_ARGS)
 
 ## The fuzz run (not part of `make test`, which runs a fixed slice): 1,250 generated requests per endpoint
 ## and mode (10,000 in all), randomised, against a real runtime.
@@ -73,12 +73,27 @@ test-gpu:
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: images chart-crd kind-down
+.PHONY: images chart-crd kind-down container-tools node-bins test-images
 
-## Container images (needs Docker): the operator/router image and every runtime target.
-## REGISTRY=... TAG=... make images; add PUSH=1 to push them.
+## Container images with docker, podman or buildah (detected; BUILDER= overrides): the operator/router
+## image and every runtime target that builds without a GPU toolchain (TARGETS="..." picks others).
+## make images REGISTRY=127.0.0.1:5000/localmodel PUSH=1 builds and pushes them. Sizes and build
+## times go to .cache/images/sizes.tsv.
 images:
-	scripts/images.sh $(if $(PUSH),push,build)
+	scripts/images.sh $(if $(PUSH),push,build) $(TARGETS)
+
+## podman, buildah, runc, debootstrap and the CNI plugins from Debian packages (idempotent; root).
+container-tools:
+	@scripts/install-container-tools.sh
+
+## Go programs for the container tests (the CNCF distribution registry) into .cache/bin (idempotent).
+node-bins:
+	@scripts/build-node.sh
+
+## The operator and llama-cpp-cpu images built with podman, pushed to a registry on 127.0.0.1, pulled
+## back and run (tests/images; ~15 min cold on 2 cores, a few minutes warm).
+test-images: setup container-tools node-bins
+	$(BIN)/pytest -p no:cacheprovider -m images tests/images $(PYTEST_ARGS)
 
 ## kind, for machines with Docker (scripts/kind.sh): a two-node cluster, the operator and CPU runtime
 ## images built and loaded into it, then the chart, the Gemma example and a completion through the router.
