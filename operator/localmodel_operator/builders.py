@@ -18,6 +18,8 @@ from .crd import GROUP, KIND, VERSION
 from .placement import Placement
 
 Manifest = dict[str, Any]
+PRESTOP_SECONDS = 5
+"""How long a stopping runtime keeps serving before SIGTERM (the grace period adds it)."""
 
 MODEL_LABEL = f"{GROUP}/model"
 CONFIG_HASH = f"{GROUP}/config-hash"
@@ -228,6 +230,9 @@ def build_deployment(
         # Loading can take long; until the model is ready the startup probe holds liveness back.
         "startupProbe": _probe("/readyz", 5, max(1, math.ceil(startup_timeout / 5))),
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # Endpoints are removed while the pod is told to stop: serve on for a few seconds first, so that
+        # requests routed in that window (a single-replica rollout) are answered, not refused with 502.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
     }
     if deployment and deployment.env_from:
         container["envFrom"] = deployment.env_from
@@ -272,7 +277,7 @@ def build_deployment(
         ],
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": PRESTOP_SECONDS + 30,  # preStop, then the runtime's 25 s drain
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers

@@ -72,6 +72,9 @@ def test_every_example_gets_its_device_image_and_requests(
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1800
+    # A stopping pod serves on while its endpoint is removed, well inside the grace period.
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+    assert spec["terminationGracePeriodSeconds"] >= 5 + 25  # preStop + the runtime's graceful shutdown
     assert {v["name"] for v in spec["volumes"]} == {"config", "models", "tmp"}
     # Owned children, discoverable by the router.
     for child in children.all():
