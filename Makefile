@@ -19,7 +19,7 @@ selfcheck: setup
 	$(BIN)/localmodel selfcheck
 
 ## The second README command: every check CI runs.
-test: setup k8s-bins lint typecheck pytest test-backends
+test: setup k8s-bins lint typecheck pytest test-backends test-images
 
 lint: setup
 	$(BIN)/ruff check .
