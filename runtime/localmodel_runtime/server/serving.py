@@ -174,8 +174,8 @@ def stop_sequences(config: ModelConfig, stop: str | list[str] | None) -> list[st
 
 
 class Framing(Protocol):
-    """How one endpoint frames its output: stream chunks (SSE event bytes) per choice, and the whole
-    response."""
+    """How one endpoint frames its output: stream chunks (SSE event bytes) per choice, how a stream ends
+    (or fails after its 200), and the whole response."""
 
     def head(self, index: int = 0) -> bytes | None: ...
 
@@ -185,7 +185,22 @@ class Framing(Protocol):
 
     def usage_chunk(self, usage: dict[str, int]) -> bytes: ...
 
+    def done(self) -> bytes: ...
+
+    def error(self, exc: APIError) -> bytes: ...
+
     def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]: ...
+
+
+class OpenAIStreamEnd:
+    """How OpenAI's streams end: `data: [DONE]`, or an error event in its error body (and no [DONE], so
+    that clients raise)."""
+
+    def done(self) -> bytes:
+        return DONE
+
+    def error(self, exc: APIError) -> bytes:
+        return sse(exc.payload())
 
 
 async def respond(
@@ -314,11 +329,11 @@ async def _events(
         yield framing.tail(generation.finish_reason or "stop")
         if include_usage:
             yield framing.usage_chunk(usage_of([generation]))
-        yield DONE
+        yield framing.done()
     except BackendError as exc:
-        # After a 200 the only way to report a failure is an error event; no [DONE], so clients raise.
+        # After a 200 the only way to report a failure is an error event.
         log.warning("generation failed mid-stream: %s", exc)
-        yield sse(from_backend(exc).payload())
+        yield framing.error(from_backend(exc))
     finally:
         ticket.release()
         await generation.aclose()

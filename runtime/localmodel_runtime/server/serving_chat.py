@@ -15,7 +15,15 @@ from starlette.responses import Response
 from ..templates import RenderError
 from . import protocol
 from .errors import APIError
-from .serving import ModelServer, choice_count, parse, read_body, respond, sampling_params
+from .serving import (
+    ModelServer,
+    OpenAIStreamEnd,
+    choice_count,
+    parse,
+    read_body,
+    respond,
+    sampling_params,
+)
 from .streaming import DONE, SSE_HEADERS, sse
 from .tools import ToolPlan, json_output, parse_reply, plan_tools
 
@@ -40,7 +48,7 @@ class ChunkTemplate:
         return self.before + orjson.dumps(text) + self.after
 
 
-class ChatFraming:
+class ChatFraming(OpenAIStreamEnd):
     def __init__(self, model: str, include_usage: bool) -> None:
         self.id = protocol.new_id("chatcmpl")
         self.created = protocol.now()

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ..backends.base import BackendError
 from .errors import APIError, from_backend
 from .generation import Generation, usage_of
-from .streaming import DONE, EventStream, sse, until_disconnected
+from .streaming import EventStream, until_disconnected
 
 if TYPE_CHECKING:
     from .serving import Framing, ModelServer
@@ -101,10 +101,10 @@ async def _events(
             else:
                 # After a 200 the only way to report a failure is an error event; no [DONE], so clients raise.
                 log.warning("choice %d failed mid-stream: %s", index, item)
-                yield sse((from_backend(item) if isinstance(item, BackendError) else item).payload())
+                yield framing.error(from_backend(item) if isinstance(item, BackendError) else item)
                 return
         if include_usage:
             yield framing.usage_chunk(usage_of(generations))
-        yield DONE
+        yield framing.done()
     finally:
         await stop()

@@ -11,13 +11,22 @@ from starlette.responses import Response
 
 from . import protocol
 from .errors import APIError
-from .serving import MAX_CHOICES, ModelServer, choice_count, parse, read_body, respond, sampling_params
+from .serving import (
+    MAX_CHOICES,
+    ModelServer,
+    OpenAIStreamEnd,
+    choice_count,
+    parse,
+    read_body,
+    respond,
+    sampling_params,
+)
 from .serving_chat import ChunkTemplate
 from .streaming import sse
 from .tools import json_output
 
 
-class CompletionFraming:
+class CompletionFraming(OpenAIStreamEnd):
     def __init__(self, model: str, include_usage: bool) -> None:
         self.id = protocol.new_id("cmpl")
         self.created = protocol.now()
