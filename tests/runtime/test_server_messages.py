@@ -155,7 +155,9 @@ def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, server: Runtim
         client.messages.create(
             model="tiny",
             max_tokens=4,
-            messages=[{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}],
+            messages=[
+                {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}
+            ],
         )
     assert "image blocks are not supported" in image.value.body["error"]["message"]
     # A body that is not JSON at all gets the same shape.
