@@ -142,6 +142,14 @@ def test_a_streamed_tool_call_arrives_as_input_json(client: anthropic.Anthropic)
     assert call.name == "set_unit" and call.input["unit"] in ("celsius", "fahrenheit")
 
 
+def test_count_tokens(client: anthropic.Anthropic) -> None:
+    short = client.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "hi"}])
+    longer = client.messages.count_tokens(
+        model="tiny", system="You are terse.", messages=[{"role": "user", "content": "hi there, how are you"}]
+    )
+    assert 0 < short.input_tokens < longer.input_tokens
+
+
 def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, server: RuntimeServer) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model="tiny", max_tokens=0, messages=[{"role": "user", "content": "x"}])
@@ -160,6 +168,22 @@ def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, server: Runtim
             ],
         )
     assert "image blocks are not supported" in image.value.body["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError) as thinking:
+        client.messages.create(
+            model="tiny",
+            max_tokens=4,
+            messages=[
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}]},
+                {"role": "user", "content": "y"},
+            ],
+        )
+    assert thinking.value.body["error"]["message"].startswith("messages.1.content.0: thinking blocks")
+    missing_max = httpx.post(
+        f"{server.base_url}/v1/messages",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert missing_max.status_code == 400 and "max_tokens" in missing_max.json()["error"]["message"]
     # A body that is not JSON at all gets the same shape.
     raw = httpx.post(f"{server.base_url}/v1/messages", content=b"{not json", timeout=30)
     assert raw.status_code == 400 and raw.json()["type"] == "error"

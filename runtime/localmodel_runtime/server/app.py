@@ -36,7 +36,7 @@ from .serving import ModelServer
 from .serving_chat import create_chat_completion
 from .serving_completion import create_completion, create_edit
 from .serving_embedding import create_embedding
-from .serving_messages import anthropic_errors, create_message
+from .serving_messages import anthropic_errors, count_tokens, create_message
 from .serving_responses import create_response
 from .streaming import ClientGone, json_response
 
@@ -296,6 +296,11 @@ def create_app(
             Route(f"{prefix}/edits", _endpoint(state, create_edit), methods=["POST"]),
             Route(f"{prefix}/embeddings", _endpoint(state, create_embedding), methods=["POST"]),
             Route(f"{prefix}/messages", anthropic_errors(_endpoint(state, create_message)), methods=["POST"]),
+            Route(
+                f"{prefix}/messages/count_tokens",
+                anthropic_errors(_endpoint(state, count_tokens)),
+                methods=["POST"],
+            ),
             Route(f"{prefix}/responses", _endpoint(state, create_response), methods=["POST"]),
         ]
 

@@ -84,9 +84,7 @@ def chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
                     content = f"Error: {content}"
                 call_id = str(_block_field(block, "tool_use_id", where))
                 messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
-            elif kind in ("thinking", "redacted_thinking"):
-                continue  # earlier reasoning is not shown to the model again
-            elif kind in ("image", "document"):
+            elif kind in ("image", "document", "thinking", "redacted_thinking"):
                 raise APIError(400, f"{where}: {kind} blocks are not supported by this model.", param=where)
             else:
                 raise APIError(
@@ -233,10 +231,8 @@ def message_events(whole: dict[str, Any]) -> bytes:
     return b"".join(out)
 
 
-async def create_message(server: ModelServer, request: Request) -> Response:
-    arrival = time.perf_counter()
-    req = parse(MessagesRequest, await read_body(request, server.max_body_bytes))
-    server.check_model(req.model)
+async def _prompt(server: ModelServer, req: MessagesRequest) -> tuple[str, Any, Any]:
+    """The rendered prompt of the request, and its tools and tool choice in chat completions' form."""
     messages = chat_messages(req)
     tools, tool_choice = chat_tools(req)
     try:
@@ -247,6 +243,29 @@ async def create_message(server: ModelServer, request: Request) -> Response:
         raise APIError(
             400, f"The messages cannot be rendered with the model's chat template: {exc}", param="messages"
         ) from None
+    return prompt, tools, tool_choice
+
+
+async def count_tokens(server: ModelServer, request: Request) -> Response:
+    """POST /v1/messages/count_tokens: the prompt's tokens as the model will see it."""
+    try:
+        body = orjson.loads(await read_body(request, server.max_body_bytes))
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        body.setdefault("max_tokens", 1)  # not part of this request's schema
+    req = parse(MessagesRequest, orjson.dumps(body) if body is not None else b"{")
+    server.check_model(req.model)
+    prompt, _, _ = await _prompt(server, req)
+    tokens = await asyncio.to_thread(server.backend.tokenize, prompt)
+    return json_response({"input_tokens": len(tokens)})
+
+
+async def create_message(server: ModelServer, request: Request) -> Response:
+    arrival = time.perf_counter()
+    req = parse(MessagesRequest, await read_body(request, server.max_body_bytes))
+    server.check_model(req.model)
+    prompt, tools, tool_choice = await _prompt(server, req)
     sampling = protocol.SamplingRequest.model_validate(
         {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "stop": req.stop_sequences}
     )
