@@ -174,3 +174,17 @@ async def test_embeddings_go_through_admission_too(one_embedding: RuntimeServer)
     assert len(vectors.data) == 1 and len(vectors.data[0].embedding) > 0
     assert vectors.usage.prompt_tokens > 0
     await client.close()
+
+
+async def test_kv_cache_usage_is_exported_for_endpoint_pickers(one: RuntimeServer) -> None:
+    # The Gateway API Inference Extension's endpoint pickers read vLLM's gauge names.
+    await wait_until(lambda: metric(one, "vllm:num_requests_running") == 0, "an idle server")
+    assert metric(one, "vllm:kv_cache_usage_perc") == 0
+    client = one.async_client()
+    holder = await client.completions.create(model="tiny", prompt="hold the cache", stream=True)
+    await anext(aiter(holder))
+    await wait_until(lambda: metric(one, "vllm:kv_cache_usage_perc") > 0, "the held cells to show")
+    assert metric(one, "vllm:kv_cache_usage_perc") <= 1
+    await holder.close()
+    await wait_until(lambda: metric(one, "vllm:kv_cache_usage_perc") == 0, "the cells to be released")
+    await client.close()

@@ -147,5 +147,10 @@ class Backend(abc.ABC):
     async def embed(self, texts: list[str]) -> list[list[float]]:
         raise UnsupportedOperation(f"backend {self.name} does not serve embeddings")
 
+    def kv_cache_usage(self) -> float | None:
+        """The share (0..1) of the KV cache that running generations hold, or None when the backend does
+        not know it (the server then reports its busy slots instead: `vllm:kv_cache_usage_perc`)."""
+        return None
+
     async def close(self) -> None:
         """Release the model; called once on shutdown."""

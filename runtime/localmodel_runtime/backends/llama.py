@@ -421,6 +421,9 @@ class LlamaBackend(Backend):
             request.cancel()
             engine.wake()
 
+    def kv_cache_usage(self) -> float | None:
+        return self._engine.kv_cache_usage() if self._engine is not None else None
+
     def _free_prepared_sampler(self, done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:
             self._lib.llama_sampler_free(done.result())

@@ -166,6 +166,12 @@ class BatchEngine:
     def active(self) -> int:
         return sum(1 for s in self._slots if s.request is not None)
 
+    def kv_cache_usage(self) -> float:
+        """Cells that running generations hold, over all sequences' cells (idle slots' cached prompts are
+        reusable, not held). Read from any thread: a slot's token count is a snapshot."""
+        held = sum(len(slot.cached) for slot in self._slots if slot.request is not None)
+        return min(1.0, held / max(1, self.n_parallel * self.n_ctx_seq))
+
     def close(self) -> None:
         with self._cond:
             self._stopping = True

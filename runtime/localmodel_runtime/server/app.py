@@ -151,7 +151,7 @@ class ModelState:
             else:
                 log.error("%s", self.fatal.line)
             return
-        self.metrics.watch(admission)
+        self.metrics.watch(admission, self.backend.kv_cache_usage)
         self.server = ModelServer(
             self.name,
             self.config,

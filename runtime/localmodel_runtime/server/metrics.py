@@ -7,7 +7,7 @@ time, so a request costs a few counter increments and two histogram observations
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,9 +46,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _QueueCollector(Collector):
+    """The gauges an endpoint picker (Gateway API Inference Extension) reads, with vLLM's names."""
+
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
         self.admission: Admission | None = None
+        self.kv_cache_usage: Callable[[], float | None] = lambda: None
 
     def collect(self) -> Iterator[Metric]:
         running = GaugeMetricFamily(
@@ -66,9 +69,25 @@ class _QueueCollector(Collector):
             labels=["model_name"],
         )
         rejected.add_metric([self.model_name], admission.rejected if admission else 0)
+        usage = GaugeMetricFamily(
+            "vllm:kv_cache_usage_perc",
+            "Share of the KV cache held by running requests (1 = full); busy slots for backends that "
+            "do not report their cache.",
+            labels=["model_name"],
+        )
+        usage.add_metric([self.model_name], self._usage(admission))
         yield running
         yield waiting
         yield rejected
+        yield usage
+
+    def _usage(self, admission: Admission | None) -> float:
+        measured = self.kv_cache_usage()
+        if measured is not None:
+            return measured
+        if admission is None:
+            return 0.0
+        return min(1.0, admission.running / max(1, admission.settings.limit))
 
 
 class ServerMetrics:
@@ -105,8 +124,10 @@ class ServerMetrics:
         )
         self.finished = {reason: success.labels(model_name, reason) for reason in ("stop", "length", "abort")}
 
-    def watch(self, admission: Admission) -> None:
+    def watch(self, admission: Admission, kv_cache_usage: Callable[[], float | None] | None = None) -> None:
         self._queue.admission = admission
+        if kv_cache_usage is not None:
+            self._queue.kv_cache_usage = kv_cache_usage
 
     def request_done(
         self, arrival: float, first_token: float | None, end: float, prompt: int, generated: int, reason: str
