@@ -24,6 +24,7 @@ test: setup k8s-bins lint typecheck pytest test-backends
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -17,8 +17,8 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
-from .crd import GROUP, KIND, PLURAL, VERSION
-from .events import local_model_event
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION
+from localmodel_runtime.resource.events import local_model_event
 
 LocalModelResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 COMPONENT = "localmodel-operator"
@@ -111,7 +111,7 @@ class Kube:
 
     async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the LocalModel (`kubectl describe lm` shows it)."""
-        event = local_model_event(owner, kind, reason, message, COMPONENT)
+        event = codecs.from_dict(local_model_event(owner, kind, reason, message, COMPONENT))
         try:
             await self.client.create(event)
         except ApiError as exc:

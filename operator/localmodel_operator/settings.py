@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+from localmodel_runtime.gallery import GallerySource
+from localmodel_runtime.merge import deep_merge
+
 CONFIG_ENV = "LOCALMODEL_OPERATOR_CONFIG"
 
 
@@ -35,14 +38,6 @@ class DeviceEntry:
     supplemental_groups: tuple[int, ...] = ()
     """Groups the runtime pod joins to open the device nodes (e.g. the hosts' `render` group for
     /dev/dri when the container runtime does not hand devices to the pod's user)."""
-
-
-@dataclass(frozen=True)
-class GallerySource:
-    """A model gallery in LocalAI's index format."""
-
-    name: str
-    url: str
 
 
 @dataclass(frozen=True)
@@ -73,16 +68,6 @@ class OperatorSettings:
         return self.images.get(f"{backend}/{device}")
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _defaults() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("defaults.yaml").read_text(encoding="utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
@@ -98,7 +83,7 @@ def _group_ids(device: str, groups: Any) -> tuple[int, ...]:
 
 
 def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
-    merged = _deep_merge(_defaults(), data)
+    merged = deep_merge(_defaults(), data)
     registry, tag = str(merged.get("registry", "")), str(merged.get("tag", ""))
     images = {}
     for key, entry in (merged.get("runtimeImages") or {}).items():

@@ -14,12 +14,13 @@ import orjson
 
 from localmodel_router.auth import ApiKeys, bearer_token
 from localmodel_router.autosetup import AutoSetup, Requester
+from localmodel_router.discovery import Discovery
 from localmodel_router.errors import RouterError
 from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
-from localmodel_router.table import ModelEntry, ModelTable, Scaler, UseClock
+from localmodel_router.table import ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
 
@@ -34,20 +35,6 @@ _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 class ClientGone(Exception):
     """The client went away while its request was being read."""
-
-
-class Discovery:
-    """What feeds the table: started in the app's lifespan, stopped at shutdown."""
-
-    scaler: Scaler | None = None
-    clock: UseClock | None = None
-    """The idle clock shared with the other router replicas, where there can be several."""
-
-    async def start(self, table: ModelTable) -> None:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
 
 
 class RouterApp:

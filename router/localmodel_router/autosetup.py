@@ -35,12 +35,13 @@ from typing import Any, Protocol
 
 import yaml
 
-from localmodel_operator.crd import GROUP, KIND, VERSION
-from localmodel_operator.names import MAX_NAME, kubernetes_name
-from localmodel_operator.settings import GallerySource
 from localmodel_router.errors import RouterError
 from localmodel_router.table import ModelEntry, ModelTable
 from localmodel_runtime.config.backends import guess_backend
+from localmodel_runtime.gallery import GalleryError, GallerySource, install_manifest, load_index
+from localmodel_runtime.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from localmodel_runtime.resource.events import local_model_event
+from localmodel_runtime.resource.names import MAX_NAME, kubernetes_name
 
 log = logging.getLogger("localmodel.router")
 
@@ -218,7 +219,7 @@ def hf_plan(requested: str, hf: HfFile, namespace: str) -> Plan:
         )
     source = hf.uri
     manifest: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {"name": object_name(hf.filename.rsplit(".", 1)[0], source)},
         "spec": {
@@ -248,8 +249,6 @@ class GalleryCatalog:
         self._lock = asyncio.Lock()
 
     async def entries(self) -> list[Any]:
-        from localmodel_operator.gallery import GalleryError, load_index
-
         async with self._lock:
             now = time.monotonic()
             if self._loaded_at is not None and now - self._loaded_at < self.refresh:
@@ -272,8 +271,6 @@ class GalleryCatalog:
 
 
 async def gallery_plan(requested: str, entry: Any, namespace: str) -> Plan:
-    from localmodel_operator.gallery import GalleryError, install_manifest
-
     try:
         manifest, _ = await asyncio.to_thread(install_manifest, entry, namespace, requested)
     except GalleryError as exc:
@@ -474,7 +471,7 @@ class KubernetesModelStore:
         from lightkube.generic_resource import create_namespaced_resource
 
         self.client = client
-        self.resource = create_namespaced_resource(GROUP, VERSION, KIND, "localmodels")
+        self.resource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         from lightkube.core.exceptions import ApiError
@@ -516,10 +513,10 @@ class KubernetesModelStore:
         return _as_dict(obj)
 
     async def event(self, obj: dict[str, Any], reason: str, message: str) -> None:
-        from localmodel_operator.events import local_model_event
+        from lightkube import codecs
 
         event = local_model_event(obj, "Normal", reason, message, self.component)
-        await self.client.create(event)
+        await self.client.create(codecs.from_dict(event))
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -14,12 +14,13 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from localmodel_router.app import Discovery
+from localmodel_router.discovery import Discovery
+from localmodel_router.k8s_clock import KubernetesUseClock
 from localmodel_router.table import STRATEGIES, ModelEntry, ModelSettings, ModelTable, Strategy
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("localmodel.router")
 
-GROUP, VERSION, KIND, PLURAL = "localmodel.dev", "v1alpha1", "LocalModel", "localmodels"
 SERVICE_LABEL = "kubernetes.io/service-name"
 Key = tuple[str, str]  # (namespace, object name)
 
@@ -175,8 +176,6 @@ class KubernetesDiscovery(Discovery):
         self.localmodel = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
         self.endpointslice = EndpointSlice
         self.scaler = KubernetesScaler(self.client, self.localmodel)
-        from localmodel_router.k8s_clock import KubernetesUseClock
-
         # The pod name tells router pods apart, the process id router processes on one host.
         identity = f"{os.environ.get('HOSTNAME') or 'localmodel-router'}:{os.getpid()}"
         self.clock = KubernetesUseClock(self.client, identity=identity)

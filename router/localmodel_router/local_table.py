@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from localmodel_router.app import Discovery
+from localmodel_router.discovery import Discovery
 from localmodel_router.table import STRATEGIES, ModelSettings, ModelTable, Scaler, split_address
 
 log = logging.getLogger("localmodel.router")
