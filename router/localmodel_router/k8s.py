@@ -16,7 +16,8 @@ from typing import Any
 
 from localmodel_router.discovery import Discovery
 from localmodel_router.k8s_clock import KubernetesUseClock
-from localmodel_router.table import STRATEGIES, ModelEntry, ModelSettings, ModelTable, Strategy
+from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
+from localmodel_runtime.config import DeploymentSpec, ModelConfigError, parse_deployment_spec
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("localmodel.router")
@@ -40,27 +41,17 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     name = spec.get("name") or meta.get("name")
-    deployment = spec.get("deployment") or {}
-    autoscaling = deployment.get("autoscaling") or {}
-    strategy: Strategy = "leastInFlight"
-    if deployment.get("loadBalancing") in STRATEGIES:
-        strategy = deployment["loadBalancing"]
-    min_replicas = autoscaling.get("minReplicas")
-    max_replicas = autoscaling.get("maxReplicas")
-    target = autoscaling.get("targetInFlight")
-    replicas = deployment.get("replicas")
-    delay = autoscaling.get("scaleDownDelaySeconds", 600)  # the CRD's documented default
-    return str(name), ModelSettings(
-        strategy=strategy,
-        min_replicas=min_replicas if isinstance(min_replicas, int) else None,
-        scale_down_delay=float(delay) if isinstance(delay, int | float) else 600.0,
-        namespace=meta.get("namespace"),
-        resource_name=meta.get("name"),
-        uid=meta.get("uid"),
-        max_replicas=max_replicas if isinstance(max_replicas, int) else None,
-        target_in_flight=float(target) if isinstance(target, int | float) else None,
-        replicas=replicas if isinstance(replicas, int) else None,
+    try:
+        deployment = parse_deployment_spec(spec.get("deployment"))
+    except ModelConfigError as exc:
+        # The API server checks the CRD's schema, so only a CRD older than this router gets here.
+        name_ns = f"{meta.get('namespace')}/{meta.get('name')}"
+        log.warning("LocalModel %s: routing it with the defaults: %s", name_ns, exc)
+        deployment = DeploymentSpec()
+    settings = ModelSettings.from_deployment(
+        deployment, meta.get("namespace"), meta.get("name"), meta.get("uid")
     )
+    return str(name), settings
 
 
 def slice_endpoints(obj: dict[str, Any]) -> list[tuple[str, bool]]:
