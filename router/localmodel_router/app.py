@@ -23,6 +23,7 @@ from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
+from localmodel_runtime.client_gone import ClientGone
 
 log = logging.getLogger("localmodel.router")
 
@@ -30,11 +31,6 @@ PROXIED = frozenset({"/chat/completions", "/completions", "/edits", "/embeddings
 # Request headers passed on to the runtime; everything else (the router's API key included) stays.
 _FORWARDED = frozenset({b"accept", b"x-request-id", b"user-agent", b"traceparent", b"tracestate"})
 _JSON = [(b"content-type", b"application/json")]
-_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-
-
-class ClientGone(Exception):
-    """The client went away while its request was being read."""
 
 
 class RouterApp:
