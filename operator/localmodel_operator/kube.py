@@ -17,7 +17,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
-from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 from localmodel_runtime.resource.events import local_model_event
 
 LocalModelResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
@@ -42,13 +42,6 @@ def _wrap(exc: ApiError) -> KubeError:
     return cls(f"{status.reason or 'Error'}: {status.message}", status.code or 0)
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    result: dict[str, Any] = obj.to_dict()
-    return result
-
-
 class Kube:
     """A thin async facade over the API for what the operator does."""
 
@@ -64,7 +57,7 @@ class Kube:
             )
         except ApiError as exc:
             raise _wrap(exc) from exc
-        return _as_dict(obj)
+        return as_dict(obj)
 
     async def create_if_absent(self, manifest: dict[str, Any]) -> bool:
         """Create an object unless one of that name exists; True when it was created."""
@@ -78,13 +71,13 @@ class Kube:
 
     async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return _as_dict(await self.client.get(LocalModelResource, name, namespace=namespace))
+            return as_dict(await self.client.get(LocalModelResource, name, namespace=namespace))
         except ApiError as exc:
             raise _wrap(exc) from exc
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _as_dict(await self.client.get(Deployment, name, namespace=namespace))
+            return as_dict(await self.client.get(Deployment, name, namespace=namespace))
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
@@ -93,7 +86,7 @@ class Kube:
     async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         try:
             selector: dict[str, Any] = dict(labels)
-            return [_as_dict(p) async for p in self.client.list(Pod, namespace=namespace, labels=selector)]
+            return [as_dict(p) async for p in self.client.list(Pod, namespace=namespace, labels=selector)]
         except ApiError as exc:
             raise _wrap(exc) from exc
 

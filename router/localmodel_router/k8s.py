@@ -18,7 +18,7 @@ from localmodel_router.discovery import Discovery
 from localmodel_router.k8s_clock import KubernetesUseClock
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
 from localmodel_runtime.config import DeploymentSpec, ModelConfigError, parse_deployment_spec
-from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 
 log = logging.getLogger("localmodel.router")
 
@@ -148,12 +148,6 @@ class ClusterState:
                 self._sync(key)
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    result = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-    assert isinstance(result, dict)
-    return result
-
-
 class KubernetesDiscovery(Discovery):
     """Watches LocalModels and EndpointSlices in `namespaces` (None: every namespace)."""
 
@@ -195,7 +189,7 @@ class KubernetesDiscovery(Discovery):
         while True:
             try:
                 listing = self.client.list(resource, namespace=watch_ns)
-                objects = [_as_dict(o) async for o in listing]
+                objects = [as_dict(o) async for o in listing]
                 state.replace(kind, namespace, objects)
                 if not synced:
                     synced = True
@@ -208,9 +202,9 @@ class KubernetesDiscovery(Discovery):
                 )
                 async for event, obj in watch:
                     if kind == KIND:
-                        state.apply_localmodel(event, _as_dict(obj))
+                        state.apply_localmodel(event, as_dict(obj))
                     else:
-                        state.apply_endpointslice(event, _as_dict(obj))
+                        state.apply_endpointslice(event, as_dict(obj))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
