@@ -16,6 +16,7 @@ import yaml
 
 from localmodel_runtime.gallery import GallerySource
 from localmodel_runtime.merge import deep_merge
+from localmodel_runtime.settings_file import gallery_sources_from, read_mapping
 
 CONFIG_ENV = "LOCALMODEL_OPERATOR_CONFIG"
 
@@ -112,6 +113,13 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
     )
 
 
+def _galleries(items: list[Any]) -> list[GallerySource]:
+    try:
+        return gallery_sources_from(items)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _runtime_env(items: list[Any]) -> list[dict[str, Any]]:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -128,15 +136,6 @@ def _preload(items: list[Any]) -> list[Preload]:
     return out
 
 
-def _galleries(items: list[Any]) -> list[GallerySource]:
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("name") or not item.get("url"):
-            raise SettingsError(f"galleries[{i}]: expected {{name, url}}")
-        out.append(GallerySource(str(item["name"]), str(item["url"])))
-    return out
-
-
 def load_settings(path: Path | None = None) -> OperatorSettings:
     """Settings from `path`, else from $LOCALMODEL_OPERATOR_CONFIG, else the packaged defaults."""
     if path is None and os.environ.get(CONFIG_ENV):
@@ -144,9 +143,7 @@ def load_settings(path: Path | None = None) -> OperatorSettings:
     if path is None:
         return settings_from_dict({})
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path}: expected a mapping")
+        data = read_mapping(path)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
     return settings_from_dict(data)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from localmodel_runtime.gallery import GallerySource
+from localmodel_runtime.settings_file import gallery_sources_from, read_mapping
 
 CONFIG_ENV = "LOCALMODEL_AUTO_SETUP_CONFIG"
 
@@ -57,11 +56,10 @@ def settings_from_dict(data: dict[str, Any]) -> AutoSetupSettings:
             raise AutoSetupConfigError(f"{key} must be a positive number")
         return float(value)
 
-    sources = []
-    for i, item in enumerate(data.get("galleries") or []):
-        if not isinstance(item, dict) or not item.get("name") or not item.get("url"):
-            raise AutoSetupConfigError(f"galleries[{i}]: expected {{name, url}}")
-        sources.append(GallerySource(str(item["name"]), str(item["url"])))
+    try:
+        sources = gallery_sources_from(data.get("galleries") or [])
+    except ValueError as exc:
+        raise AutoSetupConfigError(str(exc)) from None
     max_models = data.get("maxModels", 10)
     if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 0:
         raise AutoSetupConfigError("maxModels must be a non-negative integer")
@@ -82,11 +80,9 @@ def settings_from_dict(data: dict[str, Any]) -> AutoSetupSettings:
 
 def load_settings_file(path: Path) -> AutoSetupSettings:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise AutoSetupConfigError(f"{path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise AutoSetupConfigError(f"{path}: expected a mapping")
+        data = read_mapping(path)
+    except ValueError as exc:
+        raise AutoSetupConfigError(str(exc)) from exc
     try:
         return settings_from_dict(data)
     except AutoSetupConfigError as exc:
