@@ -29,9 +29,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The product's suite in .cache/venv; tests/backends and tests/gpu need other environments (below).
+## The product's suite in .cache/venv (the tiers are pyproject's testpaths); tests/backends and tests/gpu
+## need other environments (below).
 pytest: setup
-	$(BIN)/pytest --ignore=tests/backends --ignore=tests/backends_vllm --ignore=tests/gpu $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## Real CPU runs of transformers, sentence-transformers, OpenVINO and RWKV, in .cache/venv-backends.
 test-backends:
