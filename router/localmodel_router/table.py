@@ -74,6 +74,8 @@ class ModelSettings:
         resource_name: str | None = None,
         uid: str | None = None,
     ) -> ModelSettings:
+        """The settings a validated `spec.deployment` gives, the schema's defaults where it is silent;
+        `namespace`, `resource_name` and `uid` locate the LocalModel in a cluster."""
         autoscaling = deployment.autoscaling
         delay = autoscaling.scale_down_delay_seconds if autoscaling else None
         target = autoscaling.target_in_flight if autoscaling else None
