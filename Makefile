@@ -24,13 +24,15 @@ test: setup k8s-bins lint typecheck pytest test-backends test-images
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
 
-## The product's suite in .cache/venv; tests/backends and tests/gpu need other environments (below).
+## The product's suite in .cache/venv (the tiers are pyproject's testpaths); tests/backends and tests/gpu
+## need other environments (below).
 pytest: setup
-	$(BIN)/pytest --ignore=tests/backends --ignore=tests/backends_vllm --ignore=tests/gpu --ignore=tests/images $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## The fuzz run (not part of `make test`, which runs a fixed slice): 1,250 generated requests per endpoint
 ## and mode (10,000 in all), randomised, against a real runtime.

@@ -13,8 +13,8 @@ from typing import Any
 
 from localmodel_runtime.config import LocalModelSpec, ModelConfig
 from localmodel_runtime.config.dump import dump_yaml
+from localmodel_runtime.resource import GROUP, KIND, VERSION
 
-from .crd import GROUP, KIND, VERSION
 from .placement import Placement
 
 Manifest = dict[str, Any]

@@ -1,4 +1,5 @@
-"""`localmodel`: the command people use — generate the CRD, import LocalAI files, run local mode.
+"""The LocalModel tools of `localmodel` (`localmodel_runtime.localmodel_command` dispatches here): generate
+the CRD and its reference, import LocalAI files, install gallery entries, check the installation.
 
 A user error prints one readable line on stderr and exits non-zero; tracebacks are for bugs only.
 """
@@ -86,7 +87,8 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def _gallery_entries(args: argparse.Namespace) -> list[Any]:
-    from .gallery import GalleryError, gallery_sources, load_index
+    from localmodel_runtime.gallery import GalleryError, gallery_sources, load_index
+
     from .settings import SettingsError, load_settings
 
     try:
@@ -120,7 +122,7 @@ def cmd_gallery_list(args: argparse.Namespace) -> int:
 def cmd_gallery_install(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .gallery import GalleryError, find_entry, install_manifest
+    from localmodel_runtime.gallery import GalleryError, find_entry, install_manifest
 
     entries = _gallery_entries(args)
     try:
@@ -147,14 +149,6 @@ def cmd_gallery_install(args: argparse.Namespace) -> int:
         return 0
     _write(dump_yaml_documents([manifest]), args.output)
     return 0
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    try:
-        from localmodel_router.local import main as local_main
-    except ImportError as exc:
-        raise CLIError(f"local mode is not available in this installation ({exc})") from exc
-    return local_main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,20 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("selfcheck", help="check this installation")
     check.set_defaults(func=cmd_selfcheck)
-
-    up = sub.add_parser("up", help="serve models on this machine (local mode)", add_help=False)
-    up.add_argument("rest", nargs=argparse.REMAINDER)
-    up.set_defaults(func=cmd_up)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # `up` hands every argument to local mode's own parser; argparse.REMAINDER drops a first
-    # argument that looks like an option (`localmodel up --port 9000`), so bypass it.
-    up = argv[:1] == ["up"]
-    args = argparse.Namespace(func=cmd_up, rest=argv[1:]) if up else parser.parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CLIError as exc:

@@ -18,13 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from localmodel_runtime.config import LocalModelSpec
-
-GROUP = "localmodel.dev"
-VERSION = "v1alpha1"
-KIND = "LocalModel"
-PLURAL = "localmodels"
-SINGULAR = "localmodel"
-SHORT_NAMES = ["lm"]
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 
 JSONSchema = dict[str, Any]
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import kopf
 
+from localmodel_runtime.resource import GROUP, PLURAL, VERSION
+
 from .builders import MODEL_LABEL
-from .crd import GROUP, PLURAL, VERSION
 from .reconcile import Reconciler, RetryLater
 
 MANAGED = {"app.kubernetes.io/managed-by": "localmodel-operator"}

@@ -8,25 +8,14 @@ chat, completion, edit and function templates when none is set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localmodel_runtime.config import (
-    ModelConfig,
-    ModelConfigError,
-    TemplateConfig,
-    load_model_configs,
-    unsupported_keys,
-)
-
-from .crd import GROUP, KIND, VERSION
-from .names import kubernetes_name, unique_name
-
-IMPORTED_FROM = f"{GROUP}/imported-from"
-TEMPLATE_SLOTS = ("chat", "chat_message", "completion", "edit", "function")
-DEFAULT_TEMPLATE_SLOTS = ("chat", "completion", "edit", "function")
+from localmodel_runtime.config import ModelConfigError, load_model_configs, unsupported_keys
+from localmodel_runtime.resource.manifest import TemplateLookup, inline_templates, to_manifest
+from localmodel_runtime.resource.names import kubernetes_name, unique_name
 
 
 @dataclass
@@ -52,10 +41,6 @@ def model_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-TemplateLookup = Callable[[str], "tuple[str, str] | None"]
-"""A template reference → (the template's text, where it came from), or None when it names nothing."""
-
-
 def directory_templates(directory: Path) -> TemplateLookup:
     """LocalAI's rule for a models directory: a value names `<directory>/<value>.tmpl` if that exists."""
 
@@ -66,47 +51,6 @@ def directory_templates(directory: Path) -> TemplateLookup:
         return (candidate.read_text(encoding="utf-8"), candidate.name) if candidate.is_file() else None
 
     return lookup
-
-
-def inline_templates(config: ModelConfig, lookup: TemplateLookup) -> tuple[ModelConfig, list[str]]:
-    """Replace template references by their text; returns the new config and what was inlined.
-
-    A template value that names a template is replaced by it, and a template named like
-    `parameters.model` is the default for chat, completion, edit and function when they are unset."""
-    notes: list[str] = []
-    template = config.template.model_copy() if config.template else TemplateConfig()
-    for slot in TEMPLATE_SLOTS:
-        value = getattr(template, slot)
-        if value and (found := lookup(value)):
-            setattr(template, slot, found[0])
-            notes.append(f"inlined template {found[1]} into template.{slot}")
-    model_file = config.model_file
-    if model_file and (default := lookup(model_file)):
-        for slot in DEFAULT_TEMPLATE_SLOTS:
-            if not getattr(template, slot):
-                setattr(template, slot, default[0])
-                notes.append(f"inlined default template {default[1]} into template.{slot}")
-    if not notes:
-        return config, notes
-    return config.model_copy(update={"template": template}), notes
-
-
-def config_to_spec(config: ModelConfig) -> dict[str, Any]:
-    """The LocalAI part of a LocalModel spec: set keys only, LocalAI's spelling, unknown keys kept."""
-    return config.model_dump(mode="json", exclude_none=True, by_alias=True)
-
-
-def to_manifest(config: ModelConfig, name: str, namespace: str | None, source: str) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    metadata["annotations"] = {IMPORTED_FROM: source}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": metadata,
-        "spec": config_to_spec(config),
-    }
 
 
 def import_files(paths: Iterable[Path], namespace: str | None = None) -> ImportResult:

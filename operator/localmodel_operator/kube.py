@@ -17,8 +17,8 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
-from .crd import GROUP, KIND, PLURAL, VERSION
-from .events import local_model_event
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
+from localmodel_runtime.resource.events import local_model_event
 
 LocalModelResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 COMPONENT = "localmodel-operator"
@@ -42,13 +42,6 @@ def _wrap(exc: ApiError) -> KubeError:
     return cls(f"{status.reason or 'Error'}: {status.message}", status.code or 0)
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    result: dict[str, Any] = obj.to_dict()
-    return result
-
-
 class Kube:
     """A thin async facade over the API for what the operator does."""
 
@@ -64,7 +57,7 @@ class Kube:
             )
         except ApiError as exc:
             raise _wrap(exc) from exc
-        return _as_dict(obj)
+        return as_dict(obj)
 
     async def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """The object of `manifest`'s kind, namespace and name as the server has it; None when absent."""
@@ -76,7 +69,7 @@ class Kube:
             if exc.status.code == 404:
                 return None
             raise _wrap(exc) from exc
-        return _as_dict(obj)
+        return as_dict(obj)
 
     async def create_if_absent(self, manifest: dict[str, Any]) -> bool:
         """Create an object unless one of that name exists; True when it was created."""
@@ -90,13 +83,13 @@ class Kube:
 
     async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return _as_dict(await self.client.get(LocalModelResource, name, namespace=namespace))
+            return as_dict(await self.client.get(LocalModelResource, name, namespace=namespace))
         except ApiError as exc:
             raise _wrap(exc) from exc
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _as_dict(await self.client.get(Deployment, name, namespace=namespace))
+            return as_dict(await self.client.get(Deployment, name, namespace=namespace))
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
@@ -105,7 +98,7 @@ class Kube:
     async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         try:
             selector: dict[str, Any] = dict(labels)
-            return [_as_dict(p) async for p in self.client.list(Pod, namespace=namespace, labels=selector)]
+            return [as_dict(p) async for p in self.client.list(Pod, namespace=namespace, labels=selector)]
         except ApiError as exc:
             raise _wrap(exc) from exc
 
@@ -123,7 +116,7 @@ class Kube:
 
     async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the LocalModel (`kubectl describe lm` shows it)."""
-        event = local_model_event(owner, kind, reason, message, COMPONENT)
+        event = codecs.from_dict(local_model_event(owner, kind, reason, message, COMPONENT))
         try:
             await self.client.create(event)
         except ApiError as exc:

@@ -20,7 +20,8 @@ from typing import Any
 
 import kopf
 
-from .crd import GROUP
+from localmodel_runtime.resource import GROUP
+
 from .handlers import register
 from .kube import Kube
 from .preload import preload

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .crd import KIND
+from localmodel_runtime.resource import KIND
 
 Manifest = dict[str, Any]
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .gallery import GalleryEntry, GalleryError, find_entry, gallery_sources, install_manifest, load_index
+from localmodel_runtime.gallery import (
+    GalleryEntry,
+    GalleryError,
+    find_entry,
+    gallery_sources,
+    install_manifest,
+    load_index,
+)
+
 from .kube import Kube, KubeError
 from .settings import OperatorSettings
 

@@ -14,6 +14,10 @@ from typing import Any
 
 import yaml
 
+from localmodel_runtime.gallery import GallerySource
+from localmodel_runtime.merge import deep_merge
+from localmodel_runtime.settings_file import gallery_sources_from, read_mapping
+
 CONFIG_ENV = "LOCALMODEL_OPERATOR_CONFIG"
 
 
@@ -35,14 +39,6 @@ class DeviceEntry:
     supplemental_groups: tuple[int, ...] = ()
     """Groups the runtime pod joins to open the device nodes (e.g. the hosts' `render` group for
     /dev/dri when the container runtime does not hand devices to the pod's user)."""
-
-
-@dataclass(frozen=True)
-class GallerySource:
-    """A model gallery in LocalAI's index format."""
-
-    name: str
-    url: str
 
 
 @dataclass(frozen=True)
@@ -73,16 +69,6 @@ class OperatorSettings:
         return self.images.get(f"{backend}/{device}")
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _defaults() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("defaults.yaml").read_text(encoding="utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
@@ -98,7 +84,7 @@ def _group_ids(device: str, groups: Any) -> tuple[int, ...]:
 
 
 def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
-    merged = _deep_merge(_defaults(), data)
+    merged = deep_merge(_defaults(), data)
     registry, tag = str(merged.get("registry", "")), str(merged.get("tag", ""))
     images = {}
     for key, entry in (merged.get("runtimeImages") or {}).items():
@@ -127,6 +113,13 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
     )
 
 
+def _galleries(items: list[Any]) -> list[GallerySource]:
+    try:
+        return gallery_sources_from(items)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _runtime_env(items: list[Any]) -> list[dict[str, Any]]:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -143,15 +136,6 @@ def _preload(items: list[Any]) -> list[Preload]:
     return out
 
 
-def _galleries(items: list[Any]) -> list[GallerySource]:
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("name") or not item.get("url"):
-            raise SettingsError(f"galleries[{i}]: expected {{name, url}}")
-        out.append(GallerySource(str(item["name"]), str(item["url"])))
-    return out
-
-
 def load_settings(path: Path | None = None) -> OperatorSettings:
     """Settings from `path`, else from $LOCALMODEL_OPERATOR_CONFIG, else the packaged defaults."""
     if path is None and os.environ.get(CONFIG_ENV):
@@ -159,9 +143,7 @@ def load_settings(path: Path | None = None) -> OperatorSettings:
     if path is None:
         return settings_from_dict({})
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path}: expected a mapping")
+        data = read_mapping(path)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
     return settings_from_dict(data)

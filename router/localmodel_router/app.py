@@ -8,20 +8,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import orjson
 
 from localmodel_router.auth import ApiKeys, bearer_token
 from localmodel_router.autosetup import AutoSetup, Requester
+from localmodel_router.discovery import Discovery
 from localmodel_router.errors import RouterError
 from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
-from localmodel_router.table import ModelEntry, ModelTable, Scaler, UseClock
+from localmodel_router.table import ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
+from localmodel_runtime.client_gone import ClientGone
 
 log = logging.getLogger("localmodel.router")
 
@@ -29,25 +32,6 @@ PROXIED = frozenset({"/chat/completions", "/completions", "/edits", "/embeddings
 # Request headers passed on to the runtime; everything else (the router's API key included) stays.
 _FORWARDED = frozenset({b"accept", b"x-request-id", b"user-agent", b"traceparent", b"tracestate"})
 _JSON = [(b"content-type", b"application/json")]
-_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-
-
-class ClientGone(Exception):
-    """The client went away while its request was being read."""
-
-
-class Discovery:
-    """What feeds the table: started in the app's lifespan, stopped at shutdown."""
-
-    scaler: Scaler | None = None
-    clock: UseClock | None = None
-    """The idle clock shared with the other router replicas, where there can be several."""
-
-    async def start(self, table: ModelTable) -> None:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
 
 
 class RouterApp:
@@ -243,25 +227,17 @@ class RouterApp:
         entry.in_flight += 1
         entry.last_used = time.monotonic()
         self.scale.touched(entry)
-        # A client that goes away cancels this task, and with it the upstream request.
-        task = asyncio.current_task()
-        assert task is not None
-        watch = _DisconnectWatch(task)
-        watcher = asyncio.get_running_loop().create_task(watch.run(receive))
         status = 500
         try:
-            status = await self.forwarder.forward(send, entry, metrics, data, head, body, started)
+            # A client that goes away cancels this task, and with it the upstream request.
+            async with _DisconnectWatch(receive):
+                status = await self.forwarder.forward(send, entry, metrics, data, head, body, started)
         except RouterError as exc:
             status = exc.status
             await respond(send, exc.status, exc.body(), _JSON + exc.headers)
-        except asyncio.CancelledError:
-            if not watch.fired:
-                raise
-            task.uncancel()
+        except ClientGone:
             status = 499  # nginx's "client closed request"
         finally:
-            watch.done = True
-            watcher.cancel()
             entry.in_flight -= 1
             entry.last_used = time.monotonic()
         metrics.request(status)
@@ -270,20 +246,11 @@ class RouterApp:
     async def _auto_setup(self, requested: str, scope: Scope, receive: Receive) -> ModelEntry | None:
         """Automatic setup of an unknown model, holding the request; None when the client left."""
         assert self.autosetup is not None
-        task = asyncio.current_task()
-        assert task is not None
-        watch = _DisconnectWatch(task)
-        watcher = asyncio.get_running_loop().create_task(watch.run(receive))
         try:
-            return await self.autosetup.serve(Requester(requested, _client(scope)))
-        except asyncio.CancelledError:
-            if not watch.fired:
-                raise
-            task.uncancel()
+            async with _DisconnectWatch(receive):
+                return await self.autosetup.serve(Requester(requested, _client(scope)))
+        except ClientGone:
             return None
-        finally:
-            watch.done = True
-            watcher.cancel()
 
 
 def _client(scope: Scope) -> str:
@@ -298,15 +265,34 @@ def _client(scope: Scope) -> str:
 
 
 class _DisconnectWatch:
-    __slots__ = ("done", "fired", "task")
+    """While entered, a disconnect of the client cancels the task that entered it (cheaper than running
+    the work in a task of its own); that cancellation leaves the block as ClientGone, any other stays a
+    cancellation."""
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
+    __slots__ = ("done", "fired", "receive", "task", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
         self.done = False
         self.fired = False
 
-    async def run(self, receive: Receive) -> None:
-        message = await receive()
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.watcher = asyncio.get_running_loop().create_task(self._run())
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.done = True
+        self.watcher.cancel()
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and self.fired:
+            self.task.uncancel()
+            raise ClientGone from None
+
+    async def _run(self) -> None:
+        message = await self.receive()
         if message["type"] == "http.disconnect" and not self.done:
             self.fired = True
             self.task.cancel()

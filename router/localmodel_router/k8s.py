@@ -14,12 +14,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from localmodel_router.app import Discovery
-from localmodel_router.table import STRATEGIES, ModelEntry, ModelSettings, ModelTable, Strategy
+from localmodel_router.discovery import Discovery
+from localmodel_router.k8s_clock import KubernetesUseClock
+from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
+from localmodel_runtime.config import DeploymentSpec, ModelConfigError, parse_deployment_spec
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 
 log = logging.getLogger("localmodel.router")
 
-GROUP, VERSION, KIND, PLURAL = "localmodel.dev", "v1alpha1", "LocalModel", "localmodels"
 SERVICE_LABEL = "kubernetes.io/service-name"
 Key = tuple[str, str]  # (namespace, object name)
 
@@ -39,27 +41,17 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     name = spec.get("name") or meta.get("name")
-    deployment = spec.get("deployment") or {}
-    autoscaling = deployment.get("autoscaling") or {}
-    strategy: Strategy = "leastInFlight"
-    if deployment.get("loadBalancing") in STRATEGIES:
-        strategy = deployment["loadBalancing"]
-    min_replicas = autoscaling.get("minReplicas")
-    max_replicas = autoscaling.get("maxReplicas")
-    target = autoscaling.get("targetInFlight")
-    replicas = deployment.get("replicas")
-    delay = autoscaling.get("scaleDownDelaySeconds", 600)  # the CRD's documented default
-    return str(name), ModelSettings(
-        strategy=strategy,
-        min_replicas=min_replicas if isinstance(min_replicas, int) else None,
-        scale_down_delay=float(delay) if isinstance(delay, int | float) else 600.0,
-        namespace=meta.get("namespace"),
-        resource_name=meta.get("name"),
-        uid=meta.get("uid"),
-        max_replicas=max_replicas if isinstance(max_replicas, int) else None,
-        target_in_flight=float(target) if isinstance(target, int | float) else None,
-        replicas=replicas if isinstance(replicas, int) else None,
+    try:
+        deployment = parse_deployment_spec(spec.get("deployment"))
+    except ModelConfigError as exc:
+        # The API server checks the CRD's schema, so only a CRD older than this router gets here.
+        name_ns = f"{meta.get('namespace')}/{meta.get('name')}"
+        log.warning("LocalModel %s: routing it with the defaults: %s", name_ns, exc)
+        deployment = DeploymentSpec()
+    settings = ModelSettings.from_deployment(
+        deployment, meta.get("namespace"), meta.get("name"), meta.get("uid")
     )
+    return str(name), settings
 
 
 def slice_endpoints(obj: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -156,12 +148,6 @@ class ClusterState:
                 self._sync(key)
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    result = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-    assert isinstance(result, dict)
-    return result
-
-
 class KubernetesDiscovery(Discovery):
     """Watches LocalModels and EndpointSlices in `namespaces` (None: every namespace)."""
 
@@ -175,8 +161,6 @@ class KubernetesDiscovery(Discovery):
         self.localmodel = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
         self.endpointslice = EndpointSlice
         self.scaler = KubernetesScaler(self.client, self.localmodel)
-        from localmodel_router.k8s_clock import KubernetesUseClock
-
         # The pod name tells router pods apart, the process id router processes on one host.
         identity = f"{os.environ.get('HOSTNAME') or 'localmodel-router'}:{os.getpid()}"
         self.clock = KubernetesUseClock(self.client, identity=identity)
@@ -205,7 +189,7 @@ class KubernetesDiscovery(Discovery):
         while True:
             try:
                 listing = self.client.list(resource, namespace=watch_ns)
-                objects = [_as_dict(o) async for o in listing]
+                objects = [as_dict(o) async for o in listing]
                 state.replace(kind, namespace, objects)
                 if not synced:
                     synced = True
@@ -218,9 +202,9 @@ class KubernetesDiscovery(Discovery):
                 )
                 async for event, obj in watch:
                     if kind == KIND:
-                        state.apply_localmodel(event, _as_dict(obj))
+                        state.apply_localmodel(event, as_dict(obj))
                     else:
-                        state.apply_endpointslice(event, _as_dict(obj))
+                        state.apply_endpointslice(event, as_dict(obj))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

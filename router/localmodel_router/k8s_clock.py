@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from localmodel_router.table import ModelEntry
-
-from .k8s import GROUP, KIND, VERSION
+from localmodel_runtime.resource import API_VERSION, KIND
 
 LEASE_PREFIX = "localmodel-last-use."
 LOAD_PREFIX = "load.localmodel.dev/"
@@ -74,7 +73,7 @@ class KubernetesUseClock:
         settings = model.settings
         assert settings.resource_name is not None
         owners = (
-            [OwnerReference(f"{GROUP}/{VERSION}", KIND, settings.resource_name, settings.uid)]
+            [OwnerReference(API_VERSION, KIND, settings.resource_name, settings.uid)]
             if settings.uid
             else None
         )

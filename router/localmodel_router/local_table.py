@@ -7,11 +7,12 @@ Two spellings, both accepted:
         endpoints: ["127.0.0.1:40123", {address: "127.0.0.1:40124", ready: false}]
         loadBalancing: prefixAffinity        # optional, default leastInFlight
         minReplicas: 0                       # optional
-        scaleDownDelaySeconds: 120           # optional
+        scaleDownDelaySeconds: 120           # optional, default 600
 
     gemma-3-270m: ["127.0.0.1:40123"]        # plain mapping: name → endpoints
 
-The file is re-read when it changes (polled), so a supervisor can add or move models.
+The optional keys mean what they mean under a LocalModel's `spec.deployment` and are validated by its
+schema. The file is re-read when it changes (polled), so a supervisor can add or move models.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from localmodel_router.app import Discovery
-from localmodel_router.table import STRATEGIES, ModelSettings, ModelTable, Scaler, split_address
+from localmodel_router.discovery import Discovery
+from localmodel_router.table import ModelSettings, ModelTable, Scaler, split_address
+from localmodel_runtime.config import ModelConfigError, parse_deployment_spec
 
 log = logging.getLogger("localmodel.router")
 
@@ -51,16 +53,14 @@ def _endpoint(raw: Any, where: str) -> tuple[str, bool]:
 
 
 def _settings(raw: dict[str, Any], where: str) -> ModelSettings:
-    strategy = raw.get("loadBalancing", "leastInFlight")
-    if strategy not in STRATEGIES:
-        raise TableError(f"{where}: loadBalancing must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    min_replicas = raw.get("minReplicas")
-    if min_replicas is not None and (not isinstance(min_replicas, int) or min_replicas < 0):
-        raise TableError(f"{where}: minReplicas must be a non-negative integer")
-    delay = raw.get("scaleDownDelaySeconds", 300)
-    if not isinstance(delay, int | float) or delay < 0:
-        raise TableError(f"{where}: scaleDownDelaySeconds must be a non-negative number")
-    return ModelSettings(strategy=strategy, min_replicas=min_replicas, scale_down_delay=float(delay))
+    """The flat keys of a table entry, read as the `spec.deployment` they stand for."""
+    autoscaling = {key: raw[key] for key in ("minReplicas", "scaleDownDelaySeconds") if key in raw}
+    deployment = {"loadBalancing": raw["loadBalancing"]} if "loadBalancing" in raw else {}
+    try:
+        spec = parse_deployment_spec({**deployment, "autoscaling": autoscaling}, where)
+    except ModelConfigError as exc:
+        raise TableError(str(exc)) from None
+    return ModelSettings.from_deployment(spec)
 
 
 def parse_table(data: Any, source: str) -> TableData:

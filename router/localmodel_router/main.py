@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from localmodel_router.app import Discovery, RouterApp
+from localmodel_router.app import RouterApp
 from localmodel_router.auth import ApiKeyError, ApiKeys
 from localmodel_router.autosetup import AutoSetupSettings
+from localmodel_router.discovery import Discovery
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelTable
+from localmodel_runtime.gallery import GalleryError, GallerySource, gallery_sources
 
 PROG = "localmodel-router"
 
@@ -142,8 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def auto_setup_settings(args: argparse.Namespace) -> AutoSetupSettings:
     """The file (flag, else $LOCALMODEL_AUTO_SETUP_CONFIG), then the flags over it."""
-    from localmodel_operator.gallery import GalleryError, gallery_sources
-    from localmodel_operator.settings import GallerySource
     from localmodel_router.autosetup import CONFIG_ENV, AutoSetupConfigError, load_settings_file
 
     path = args.auto_setup_config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)

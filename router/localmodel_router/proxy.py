@@ -95,41 +95,38 @@ class Forwarder:
         settings = self.settings
         retried = False
         while True:
-            endpoint.in_flight += 1
-            request = b"".join((head, b"host: ", endpoint.address.encode(), b"\r\n\r\n", body))
+            attempt = endpoint  # `endpoint` moves on to the retry's; this attempt's counter is this one's
+            attempt.in_flight += 1
             try:
-                response = await self.pool.request(
-                    endpoint.host, endpoint.port, request, settings.first_byte_timeout
-                )
-            except UpstreamError as exc:
-                endpoint.in_flight -= 1
-                metrics.upstream_error(exc.kind)
-                other = self._other(entry, endpoint)
-                # A first-byte timeout is not retried: the upstream may still be working on it.
-                if retried or other is None or exc.kind == "first_byte_timeout":
-                    raise failure_error(exc) from exc
-                retried = True
-                metrics.retries.inc()
-                endpoint = other
-                continue
-            except BaseException:
-                endpoint.in_flight -= 1
-                raise
-            if response.status >= 500 and not retried:
-                other = self._other(entry, endpoint)
-                if other is not None:
-                    metrics.upstream_error("5xx")
-                    metrics.retries.inc()
+                request = b"".join((head, b"host: ", attempt.address.encode(), b"\r\n\r\n", body))
+                try:
+                    response = await self.pool.request(
+                        attempt.host, attempt.port, request, settings.first_byte_timeout
+                    )
+                except UpstreamError as exc:
+                    metrics.upstream_error(exc.kind)
+                    other = self._other(entry, attempt)
+                    # A first-byte timeout is not retried: the upstream may still be working on it.
+                    if retried or other is None or exc.kind == "first_byte_timeout":
+                        raise failure_error(exc) from exc
                     retried = True
-                    endpoint.in_flight -= 1
-                    response.release()
+                    metrics.retries.inc()
                     endpoint = other
                     continue
-            try:
-                return await self._relay(send, response, metrics, started)
+                try:
+                    if response.status >= 500 and not retried:
+                        other = self._other(entry, attempt)
+                        if other is not None:
+                            metrics.upstream_error("5xx")
+                            metrics.retries.inc()
+                            retried = True
+                            endpoint = other
+                            continue
+                    return await self._relay(send, response, metrics, started)
+                finally:
+                    response.release()
             finally:
-                response.release()
-                endpoint.in_flight -= 1
+                attempt.in_flight -= 1
 
     def _other(self, entry: ModelEntry, failed: Endpoint) -> Endpoint | None:
         others = [e for e in entry.ready_endpoints if e is not failed]

@@ -101,7 +101,7 @@ class ScaleManager:
             return False
         try:
             used_at = await self.clock.last_use(entry)
-        except Exception as exc:  # no shared clock (e.g. RBAC without leases): decide alone, as before
+        except Exception as exc:  # no shared clock (e.g. RBAC without leases): decide alone
             log.warning("%s: reading the shared idle clock failed (%s); deciding alone", entry.name, exc)
             return False
         if used_at is None:

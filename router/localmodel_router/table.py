@@ -11,10 +11,14 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-Strategy = Literal["leastInFlight", "prefixAffinity"]
-STRATEGIES: tuple[Strategy, ...] = ("leastInFlight", "prefixAffinity")
+from localmodel_runtime.config.deployment import (
+    DEFAULT_LOAD_BALANCING,
+    DEFAULT_SCALE_DOWN_DELAY_SECONDS,
+    DeploymentSpec,
+    LoadBalancing,
+)
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -44,10 +48,12 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    strategy: Strategy = "leastInFlight"
+    """What the router reads of a model's `spec.deployment`, and where the LocalModel object is."""
+
+    strategy: LoadBalancing = DEFAULT_LOAD_BALANCING
     min_replicas: int | None = None
     """0 means the model may scale to zero: the router wakes it and owns its idle timer."""
-    scale_down_delay: float = 300.0
+    scale_down_delay: float = float(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
     namespace: str | None = None
     resource_name: str | None = None
     """The LocalModel object's name (the API name may differ), for the Kubernetes scaler."""
@@ -59,6 +65,31 @@ class ModelSettings:
     """Requests in flight per replica the load autoscaler aims for."""
     replicas: int | None = None
     """The replicas the LocalModel asks for now (`spec.deployment.replicas`)."""
+
+    @classmethod
+    def from_deployment(
+        cls,
+        deployment: DeploymentSpec,
+        namespace: str | None = None,
+        resource_name: str | None = None,
+        uid: str | None = None,
+    ) -> ModelSettings:
+        """The settings a validated `spec.deployment` gives, the schema's defaults where it is silent;
+        `namespace`, `resource_name` and `uid` locate the LocalModel in a cluster."""
+        autoscaling = deployment.autoscaling
+        delay = autoscaling.scale_down_delay_seconds if autoscaling else None
+        target = autoscaling.target_in_flight if autoscaling else None
+        return cls(
+            strategy=deployment.load_balancing or DEFAULT_LOAD_BALANCING,
+            min_replicas=autoscaling.min_replicas if autoscaling else None,
+            scale_down_delay=float(DEFAULT_SCALE_DOWN_DELAY_SECONDS if delay is None else delay),
+            namespace=namespace,
+            resource_name=resource_name,
+            uid=uid,
+            max_replicas=autoscaling.max_replicas if autoscaling else None,
+            target_in_flight=float(target) if target is not None else None,
+            replicas=deployment.replicas,
+        )
 
 
 @dataclass(eq=False)

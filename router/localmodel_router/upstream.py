@@ -21,7 +21,6 @@ FailureKind = Literal[
 
 # Back-pressure: stop reading from the upstream while this much is waiting for a slow client.
 _HIGH_WATER = 1 << 20
-_LOW_WATER = 1 << 16
 
 
 class UpstreamError(Exception):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.backends.llama_batch import BatchEngine
 from localmodel_runtime.backends.llama_ggml import LlamaGgmlBackend
 from localmodel_runtime.config import ModelConfig
+from tests.support.polling import wait_until
 from tests.support.tiny_gguf import BOS_ID, EOS_ID, SEPARATOR_ID, byte_token_id
 
 CONTEXT = 512
@@ -47,14 +47,6 @@ async def collect(
             finished = event
     assert finished is not None
     return "".join(p.text for p in pieces), pieces, finished
-
-
-async def wait_for(check: Callable[[], bool], what: str, bound: float = 10.0) -> None:
-    """Poll a condition (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +182,7 @@ async def test_concurrent_generations_are_batched_and_match_solo_runs(tiny: Llam
     # up first so they run together.
     with eng.held():
         tasks = [asyncio.create_task(collect(tiny, p, c)) for p, c in zip(prompts, cases, strict=True)]
-        await wait_for(lambda: eng.waiting() == 4, "four submitted requests")
+        await wait_until(lambda: eng.waiting() == 4, "four submitted requests")
     together = await asyncio.gather(*tasks)
     batched_steps = eng.steps - steps
 
@@ -215,7 +207,7 @@ async def test_closing_the_stream_cancels_the_generation(tiny: LlamaBackend) -> 
     for _ in range(3):
         assert isinstance(await anext(stream), TextPiece)
     await stream.aclose()  # type: ignore[attr-defined]
-    await wait_for(lambda: eng.active() == 0, "the worker to drop the cancelled sequence")
+    await wait_until(lambda: eng.active() == 0, "the worker to drop the cancelled sequence")
     steps = eng.steps
     await asyncio.sleep(0.05)
     assert eng.steps == steps, "the worker keeps decoding after the stream was closed"

@@ -6,8 +6,7 @@ paths they guard run at all.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -18,6 +17,7 @@ from localmodel_router.app import RouterApp
 from localmodel_router.auth import ApiKeys
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable, Scaler
+from tests.support.polling import poll_until
 from tests.support.router_fixtures import (
     ClosingServer,
     FakeRuntime,
@@ -69,13 +69,6 @@ def setup() -> Iterator[Setup]:
 
 def client(server: ThreadServer, key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=20)
-
-
-def wait_for(check: Callable[[], bool], what: str, bound: float = 10.0) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def metric(server: ThreadServer, line_start: str) -> float:
@@ -158,7 +151,7 @@ def test_idle_timeout_mid_stream_ends_with_an_error_event(setup: Setup) -> None:
     ).text
     assert '"code":"upstream_idle_timeout"' in text
     assert "[DONE]" not in text
-    wait_for(lambda: fake.disconnects == 1, "the runtime to see the stream dropped")
+    poll_until(lambda: fake.disconnects == 1, "the runtime to see the stream dropped")
 
 
 def test_5xx_is_retried_once_on_another_endpoint(setup: Setup) -> None:
@@ -225,7 +218,7 @@ def test_first_byte_timeout_is_504_and_not_retried(setup: Setup) -> None:
     assert response.json()["error"]["code"] == "upstream_timeout"
     assert len(first.requests) + len(second.requests) == 1
     # The router gave up on the upstream connection: the runtime sees its request end.
-    wait_for(lambda: first.disconnects + second.disconnects == 1, "upstream disconnect")
+    poll_until(lambda: first.disconnects + second.disconnects == 1, "upstream disconnect")
 
 
 def test_client_disconnect_cancels_the_upstream_request(setup: Setup) -> None:
@@ -233,8 +226,8 @@ def test_client_disconnect_cancels_the_upstream_request(setup: Setup) -> None:
     _, router = setup.router({"m": [upstream.address]})
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(router.url + "/v1/chat/completions", json={"model": "m", "messages": CHAT}, timeout=0.5)
-    wait_for(lambda: fake.disconnects == 1, "the runtime to see its request cancelled")
-    wait_for(
+    poll_until(lambda: fake.disconnects == 1, "the runtime to see its request cancelled")
+    poll_until(
         lambda: metric(router, 'localmodel_router_requests_total{model="m",status="499"}') == 1, "499 metric"
     )
 
@@ -246,7 +239,7 @@ def test_client_leaving_a_stream_cancels_the_upstream_stream(setup: Setup) -> No
     with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=20) as response:
         first = next(response.iter_bytes())
         assert first.startswith(b"data: ")
-    wait_for(lambda: fake.disconnects == 1, "the runtime to see the stream cancelled")
+    poll_until(lambda: fake.disconnects == 1, "the runtime to see the stream cancelled")
 
 
 def test_body_cap_is_413(setup: Setup) -> None:
@@ -353,7 +346,7 @@ def test_idle_model_is_scaled_down_by_the_router(setup: Setup) -> None:
     assert (
         httpx.post(router.url + "/v1/completions", json={"model": "idle", "prompt": "x"}).status_code == 200
     )
-    wait_for(lambda: scaler.downs == 1, "idle scale-down")
+    poll_until(lambda: scaler.downs == 1, "idle scale-down")
     assert router.call(lambda: app.table.models["idle"].endpoints) == []
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from localmodel_runtime.supervisor import death_message, supervise
+from tests.support.polling import poll_until
 from tests.support.runtime_server import runtime_server
 
 LOADED_THEN_SEGFAULT = (
@@ -70,13 +70,6 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _wait_gone(pid: int, bound: float = 60) -> None:
-    deadline = time.monotonic() + bound
-    while not _gone(pid):
-        assert time.monotonic() < deadline, f"process {pid} still runs after {bound}s"
-        time.sleep(0.05)
-
-
 TINY = {"name": "tiny", "backend": "llama"}
 
 
@@ -112,4 +105,4 @@ def test_a_parent_killed_outright_takes_the_server_with_it(tiny_gguf: Path, tmp_
         (child,) = _children(server.process.pid)
         server.process.kill()
         server.process.wait(timeout=60)
-        _wait_gone(child)  # PR_SET_PDEATHSIG: the kernel kills it with its parent
+        poll_until(lambda: _gone(child), f"process {child} to be killed with its parent", 60)  # PDEATHSIG

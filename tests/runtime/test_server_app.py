@@ -15,7 +15,7 @@ import uvicorn
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig
 from localmodel_runtime.server import create_app
-from tests.support.runtime_server import free_port
+from tests.support.net import free_port
 
 
 class GatedLlama(LlamaBackend):

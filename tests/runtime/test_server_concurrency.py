@@ -4,8 +4,7 @@ with Retry-After, and a client that goes away frees its slot."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.polling import wait_until
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
 
@@ -47,14 +47,6 @@ def metric(server: RuntimeServer, name: str) -> float:
         if line.startswith(name + "{") or line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} is not exported")
-
-
-async def wait_until(check: Callable[[], bool], what: str, bound: float = 30) -> None:
-    """Poll a condition (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_concurrent_streams_all_complete(four: RuntimeServer) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
+from tests.support.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "localmodel.yaml"
@@ -92,13 +93,6 @@ def grant_operator_rbac(kubectl: Kubectl, server: str, ca_file: Path, kubeconfig
     return kubeconfig
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class OperatorProcess:
     """`localmodel-operator -A` with a given kubeconfig; `start`, `stop`, `kill`, `restart`, `output`."""
 
@@ -124,7 +118,7 @@ class OperatorProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         config_file = self.dir / "operator-config.yaml"
         config_file.write_text(yaml.safe_dump(self.config))
-        port = _free_port()
+        port = free_port()
         self.liveness = f"http://127.0.0.1:{port}/healthz"
         env = {
             **os.environ,

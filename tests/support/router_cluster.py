@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.support.fixtures import Cluster
-from tests.support.router_fixtures import free_port
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTER_RULES = ROOT / "helm" / "localmodel" / "files" / "router-rules.yaml"

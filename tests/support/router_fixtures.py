@@ -18,14 +18,9 @@ import uvicorn
 
 from localmodel_router.app import RouterApp
 from localmodel_router.table import ModelEntry
+from tests.support.net import free_port
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ThreadServer:

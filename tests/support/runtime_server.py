@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,14 +23,9 @@ import openai
 import pytest
 import yaml
 
+from tests.support.net import free_port
+
 RUNTIME = Path(sys.executable).parent / "localmodel-runtime"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_config(directory: Path, config: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str) -> Path:

@@ -14,15 +14,15 @@ import yaml
 
 from localmodel_operator.cli import main as cli_main
 from localmodel_operator.crd import strict_json_schema
-from localmodel_operator.gallery import (
+from localmodel_runtime.gallery import (
     GalleryError,
-    deep_merge,
+    GallerySource,
     find_entry,
     install_config,
     load_index,
     resolve_url,
 )
-from localmodel_operator.settings import GallerySource
+from localmodel_runtime.merge import deep_merge
 from tests.support.http_files import serve_directory
 
 CHATML = """name: chatml

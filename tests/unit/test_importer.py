@@ -13,7 +13,7 @@ import yaml
 
 from localmodel_operator.cli import main as cli_main
 from localmodel_operator.crd import strict_json_schema
-from localmodel_operator.names import is_valid_name, kubernetes_name, unique_name
+from localmodel_runtime.resource.names import is_valid_name, kubernetes_name, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

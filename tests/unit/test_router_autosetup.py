@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from localmodel_operator.names import is_valid_name
-from localmodel_operator.settings import GallerySource
 from localmodel_router.autosetup import (
     AUTO_CREATED,
     SOURCE,
@@ -26,6 +24,8 @@ from localmodel_router.autosetup import (
 )
 from localmodel_router.errors import RouterError
 from localmodel_router.table import ModelSettings, ModelTable
+from localmodel_runtime.gallery import GallerySource
+from localmodel_runtime.resource.names import is_valid_name
 
 REPO_FILE = "TheBloke/Tiny-GGUF/tiny.Q4_K_M.gguf"
 

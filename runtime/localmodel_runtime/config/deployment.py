@@ -12,6 +12,11 @@ from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Device = Literal["auto", "cpu", "nvidia", "intel"]
+LoadBalancing = Literal["leastInFlight", "prefixAffinity"]
+"""How the router spreads a model's requests over its endpoints."""
+DEFAULT_LOAD_BALANCING: LoadBalancing = "leastInFlight"
+DEFAULT_SCALE_DOWN_DELAY_SECONDS = 600
+"""What the router uses when `autoscaling.scaleDownDelaySeconds` is unset, in a cluster and locally."""
 Quantity = int | str
 """A Kubernetes quantity (`1`, `500m`, `16Gi`)."""
 
@@ -51,7 +56,7 @@ class Autoscaling(K8sBlock):
     )
     scale_down_delay_seconds: Annotated[int, Ge(0)] | None = opt(
         "Idle seconds before a model with minReplicas 0 is scaled to zero, and that the load must stay "
-        "low before replicas are removed (default 600).",
+        f"low before replicas are removed (default {DEFAULT_SCALE_DOWN_DELAY_SECONDS}).",
         alias="scaleDownDelaySeconds",
     )
 
@@ -107,7 +112,7 @@ class DeploymentSpec(K8sBlock):
     pod_labels: dict[str, str] | None = opt("Extra labels on the pods.", alias="podLabels")
     service_account_name: str | None = opt("Service account of the pods.", alias="serviceAccountName")
     autoscaling: Autoscaling | None = opt("Autoscaling and scale to zero.")
-    load_balancing: Literal["leastInFlight", "prefixAffinity"] | None = opt(
+    load_balancing: LoadBalancing | None = opt(
         "How the router spreads requests: leastInFlight (default) or prefixAffinity (for prompt caches).",
         alias="loadBalancing",
     )

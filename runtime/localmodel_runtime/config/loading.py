@@ -56,6 +56,14 @@ def parse_local_model_spec(data: dict[str, Any], source: str = "<spec>") -> Loca
         raise ModelConfigError(source, validation_problems(exc)) from exc
 
 
+def parse_deployment_spec(data: Any, source: str = "spec.deployment") -> DeploymentSpec:
+    """Validate a `spec.deployment` on its own: what the router reads of a LocalModel."""
+    try:
+        return DeploymentSpec.model_validate(data or {})
+    except ValidationError as exc:
+        raise ModelConfigError(source, validation_problems(exc)) from exc
+
+
 def _parse(text: str, source: str) -> list[ModelConfig]:
     try:
         documents = compose_documents(text)
@@ -134,6 +142,7 @@ __all__ = [
     "ModelConfigError",
     "load_model_config",
     "load_model_configs",
+    "parse_deployment_spec",
     "parse_local_model_spec",
     "parse_model_configs",
     "unknown_keys",

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from ..backends.base import Backend, BackendError, BackendUnavailable, Capabilities
 from ..backends.registry import create_backend, load_backend
+from ..client_gone import ClientGone
 from ..config import ModelConfig, ModelConfigError
 from ..templates import PromptRenderer, TemplateError
 from . import protocol
@@ -38,7 +39,7 @@ from .serving_completion import create_completion, create_edit
 from .serving_embedding import create_embedding
 from .serving_messages import anthropic_errors, count_tokens, create_message
 from .serving_responses import create_response
-from .streaming import ClientGone, json_response
+from .streaming import json_response
 
 log = logging.getLogger(__name__)
 

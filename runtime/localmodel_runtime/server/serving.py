@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -26,10 +26,11 @@ from ..templates import PromptRenderer
 from . import protocol
 from .admission import Admission, Ticket
 from .errors import APIError, from_backend, from_validation, model_not_found
+from .framing import Framing
 from .generation import Generation, postprocess, usage_of
 from .metrics import ServerMetrics
 from .serving_choices import stream_choices
-from .streaming import DONE, EventStream, json_response, sse, until_disconnected
+from .streaming import EventStream, json_response, until_disconnected
 
 log = logging.getLogger(__name__)
 
@@ -173,36 +174,6 @@ def stop_sequences(config: ModelConfig, stop: str | list[str] | None) -> list[st
 # -- responses -----------------------------------------------------------------------------------
 
 
-class Framing(Protocol):
-    """How one endpoint frames its output: stream chunks (SSE event bytes) per choice, how a stream ends
-    (or fails after its 200), and the whole response."""
-
-    def head(self, index: int = 0) -> bytes | None: ...
-
-    def piece(self, text: str, index: int = 0) -> bytes: ...
-
-    def tail(self, finish_reason: str, index: int = 0) -> bytes: ...
-
-    def usage_chunk(self, usage: dict[str, int]) -> bytes: ...
-
-    def done(self) -> bytes: ...
-
-    def error(self, exc: APIError) -> bytes: ...
-
-    def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]: ...
-
-
-class OpenAIStreamEnd:
-    """How OpenAI's streams end: `data: [DONE]`, or an error event in its error body (and no [DONE], so
-    that clients raise)."""
-
-    def done(self) -> bytes:
-        return DONE
-
-    def error(self, exc: APIError) -> bytes:
-        return sse(exc.payload())
-
-
 async def respond(
     server: ModelServer,
     request: Request,
@@ -239,7 +210,9 @@ async def respond(
     if not stream:
         return await _whole(server, request, generations, framing, prompt_param)
     if len(generations) > 1:
-        return await stream_choices(server, request, generations, framing, prompt_param, include_usage)
+        return await stream_choices(
+            server.admission, request, generations, framing, prompt_param, include_usage
+        )
 
     (generation,) = generations
 

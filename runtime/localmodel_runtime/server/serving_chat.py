@@ -15,9 +15,9 @@ from starlette.responses import Response
 from ..templates import RenderError
 from . import protocol
 from .errors import APIError
+from .framing import OpenAIStreamEnd
 from .serving import (
     ModelServer,
-    OpenAIStreamEnd,
     choice_count,
     parse,
     read_body,

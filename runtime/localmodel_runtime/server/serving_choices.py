@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..backends.base import BackendError
+from .admission import Admission
 from .errors import APIError, from_backend
+from .framing import Framing
 from .generation import Generation, usage_of
 from .streaming import EventStream, until_disconnected
-
-if TYPE_CHECKING:
-    from .serving import Framing, ModelServer
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +24,7 @@ Event = tuple[int, "str | BackendError | APIError | None"]
 
 
 async def stream_choices(
-    server: ModelServer,
+    admission: Admission,
     request: Request,
     generations: list[Generation],
     framing: Framing,
@@ -37,7 +35,7 @@ async def stream_choices(
 
     async def produce(index: int, generation: Generation) -> None:
         try:
-            ticket = await server.admission.acquire()
+            ticket = await admission.acquire()
             try:
                 while (text := await generation.next()) is not None:
                     queue.put_nowait((index, text))

@@ -11,10 +11,10 @@ from starlette.responses import Response
 
 from . import protocol
 from .errors import APIError
+from .framing import OpenAIStreamEnd
 from .serving import (
     MAX_CHOICES,
     ModelServer,
-    OpenAIStreamEnd,
     choice_count,
     parse,
     read_body,

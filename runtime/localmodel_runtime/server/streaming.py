@@ -12,6 +12,8 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..client_gone import ClientGone
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -31,10 +33,6 @@ def sse(payload: Any) -> bytes:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
-class ClientGone(Exception):
-    """The client disconnected before its response started."""
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -1,5 +1,7 @@
 """LocalAI model galleries: the index format, and entries turned into LocalModel manifests.
 
+Shared by `localmodel gallery`, the operator's preload and the router's automatic setup.
+
 An index is a YAML sequence of entries (`name`, `url` of a base config file or an inline
 `config_file`, `overrides` deep-merged over the base, `files`, metadata). Installing follows LocalAI's
 algorithm (localai-schema.md §14.4): base config + `{name}` ← overrides (maps merged, scalars and lists
@@ -22,11 +24,10 @@ from localmodel_runtime.config import ModelConfig, ModelConfigError, parse_model
 from localmodel_runtime.config.dump import dump_yaml
 from localmodel_runtime.config.yaml12 import YAMLDecodeError, compose_documents, plain_value
 from localmodel_runtime.fetch_sources import GITHUB_PREFIX, FetchError, github_url
-
-from .crd import GROUP
-from .importer import inline_templates, to_manifest
-from .names import kubernetes_name
-from .settings import GallerySource
+from localmodel_runtime.merge import deep_merge
+from localmodel_runtime.resource import GROUP
+from localmodel_runtime.resource.manifest import inline_templates, to_manifest
+from localmodel_runtime.resource.names import kubernetes_name
 
 GALLERIES_ENV = "LOCALMODEL_GALLERIES"
 GALLERY_ANNOTATION = f"{GROUP}/gallery"
@@ -34,6 +35,15 @@ GALLERY_ANNOTATION = f"{GROUP}/gallery"
 
 class GalleryError(Exception):
     """A gallery or entry that cannot be used; the message is one line for people."""
+
+
+@dataclass(frozen=True)
+class GallerySource:
+    """A model gallery in LocalAI's index format, as the operator's and the router's configuration
+    name it."""
+
+    name: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -129,17 +139,6 @@ def find_entry(entries: list[GalleryEntry], ref: str) -> GalleryEntry:
     if len(matches) > 1:
         raise GalleryError(f"{ref!r} is in several galleries: {', '.join(m.ref for m in matches)}; name one")
     return matches[0]
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """mergo's WithOverride: nested maps merge, scalars and lists are replaced."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _files(items: Any, where: str) -> list[dict[str, Any]]:

@@ -1,0 +1,85 @@
+"""The cluster side of automatic setup, behind a protocol so the holding logic is unit-tested without an
+API server; `KubernetesModelStore` is the one on the API."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from localmodel_router.errors import RouterError
+from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
+from localmodel_runtime.resource.events import local_model_event
+
+from .resolution import AUTO_CREATED
+
+
+class Exists(Exception):
+    """An object of that name exists already."""
+
+
+class ModelStore(Protocol):
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def count_auto_created(self, namespace: str) -> int: ...
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The created object; raises `Exists` when the name is taken."""
+        ...
+
+    async def event(self, obj: dict[str, Any], reason: str, message: str) -> None: ...
+
+
+class KubernetesModelStore:
+    """`ModelStore` on lightkube's async client (the discovery's client)."""
+
+    component = "localmodel-router"
+
+    def __init__(self, client: Any) -> None:
+        from lightkube.generic_resource import create_namespaced_resource
+
+        self.client = client
+        self.resource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from lightkube.core.exceptions import ApiError
+
+        try:
+            obj = await self.client.get(self.resource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return as_dict(obj)
+
+    async def count_auto_created(self, namespace: str) -> int:
+        listing = self.client.list(self.resource, namespace=namespace, labels={AUTO_CREATED: "true"})
+        return len([o async for o in listing])
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        from lightkube import codecs
+        from lightkube.core.exceptions import ApiError
+
+        try:
+            obj = await self.client.create(codecs.from_dict(manifest), field_manager=self.component)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise Exists(manifest["metadata"]["name"]) from exc
+            meta = manifest["metadata"]
+            hint = (
+                " (the router's ServiceAccount needs `create` on localmodels there: the chart binds it "
+                "with router.autoSetup.enabled)"
+                if exc.status.code == 403
+                else ""
+            )
+            raise RouterError(
+                500,
+                f"automatic setup could not create LocalModel {meta['namespace']}/{meta['name']}: "
+                f"{exc.status.message}{hint}",
+                "auto_setup_failed",
+            ) from exc
+        return as_dict(obj)
+
+    async def event(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        from lightkube import codecs
+
+        event = local_model_event(obj, "Normal", reason, message, self.component)
+        await self.client.create(codecs.from_dict(event))
