@@ -15,6 +15,7 @@ import orjson
 
 from localmodel_router.auth import ApiKeys, bearer_token
 from localmodel_router.autosetup import AutoSetup, Requester
+from localmodel_router.dialects import dialect_for
 from localmodel_router.discovery import Discovery
 from localmodel_router.errors import RouterError
 from localmodel_router.metrics import Metrics
@@ -28,7 +29,17 @@ from localmodel_runtime.client_gone import ClientGone
 
 log = logging.getLogger("localmodel.router")
 
-PROXIED = frozenset({"/chat/completions", "/completions", "/edits", "/embeddings"})
+PROXIED = frozenset(
+    {
+        "/chat/completions",
+        "/completions",
+        "/edits",
+        "/embeddings",
+        "/responses",
+        "/messages",
+        "/messages/count_tokens",
+    }
+)
 # Request headers passed on to the runtime; everything else (the router's API key included) stays.
 _FORWARDED = frozenset({b"accept", b"x-request-id", b"user-agent", b"traceparent", b"tracestate"})
 _JSON = [(b"content-type", b"application/json")]
@@ -105,6 +116,7 @@ class RouterApp:
         path: str = scope["path"]
         method: str = scope["method"]
         route = path[3:] if path.startswith("/v1/") else path
+        dialect = dialect_for(route)
         try:
             if route in PROXIED:
                 if method != "POST":
@@ -116,7 +128,8 @@ class RouterApp:
                 raise RouterError(404, f"no route for {method} {path}", "not_found")
             await handler(scope, send)
         except RouterError as exc:
-            await respond(send, exc.status, exc.body(), _JSON + exc.headers)
+            body = dialect.error(exc.status, exc.message, exc.code, exc.param)
+            await respond(send, exc.status, body, _JSON + exc.headers)
 
     def _simple(self, route: str, method: str) -> Callable[[Scope, Send], Awaitable[None]] | None:
         if method not in ("GET", "HEAD"):
@@ -128,13 +141,15 @@ class RouterApp:
         return {"/healthz": self.healthz, "/readyz": self.readyz, "/metrics": self.prometheus}.get(route)
 
     def _authorise(self, scope: Scope) -> str | None:
-        """The bearer token; 401 when keys are configured and it is not one of them."""
-        authorization = None
+        """The bearer token (or Anthropic's `x-api-key`); 401 when keys are configured and it is not
+        one of them."""
+        authorization = api_key = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
-                break
-        token = bearer_token(authorization)
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1").strip() or None
+        token = bearer_token(authorization) or api_key
         if self.keys.enabled and not self.keys.check(token):
             message = "Missing API key" if token is None else "Incorrect API key provided"
             raise RouterError(401, message, "invalid_api_key")
@@ -185,6 +200,7 @@ class RouterApp:
 
     async def proxy(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         started = time.perf_counter()
+        dialect = dialect_for(route)
         token = self._authorise(scope)
         settings = self.settings
         length: int | None = None
@@ -231,10 +247,13 @@ class RouterApp:
         try:
             # A client that goes away cancels this task, and with it the upstream request.
             async with _DisconnectWatch(receive):
-                status = await self.forwarder.forward(send, entry, metrics, data, head, body, started)
+                status = await self.forwarder.forward(
+                    send, entry, metrics, data, head, body, started, dialect
+                )
         except RouterError as exc:
             status = exc.status
-            await respond(send, exc.status, exc.body(), _JSON + exc.headers)
+            error = dialect.error(exc.status, exc.message, exc.code, exc.param)
+            await respond(send, exc.status, error, _JSON + exc.headers)
         except ClientGone:
             status = 499  # nginx's "client closed request"
         finally:

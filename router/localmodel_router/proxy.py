@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from localmodel_router.balance import PrefixAffinity, least_in_flight, prefix_key
-from localmodel_router.errors import RouterError, error_body, normalise_error_body
+from localmodel_router.dialects import OPENAI, Dialect
+from localmodel_router.errors import RouterError
 from localmodel_router.metrics import ModelMetrics
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
@@ -30,10 +31,6 @@ _STATUS_FOR_FAILURE = {"first_byte_timeout": 504, "idle_timeout": 504, "connect_
 def failure_error(exc: UpstreamError) -> RouterError:
     code = "upstream_timeout" if exc.kind.endswith("timeout") else "upstream_unavailable"
     return RouterError(_STATUS_FOR_FAILURE.get(exc.kind, 502), str(exc), code)
-
-
-def stream_error_event(message: str, code: str) -> bytes:
-    return b"data: " + error_body(message, 502, code) + b"\n\n"
 
 
 class Forwarder:
@@ -84,6 +81,7 @@ class Forwarder:
         head: bytes,
         body: bytes,
         started: float,
+        dialect: Dialect = OPENAI,
     ) -> int:
         """Send the request (with the one retry) and relay the response; returns the status sent.
 
@@ -122,7 +120,7 @@ class Forwarder:
                             retried = True
                             endpoint = other
                             continue
-                    return await self._relay(send, response, metrics, started)
+                    return await self._relay(send, response, metrics, started, dialect)
                 finally:
                     response.release()
             finally:
@@ -132,7 +130,9 @@ class Forwarder:
         others = [e for e in entry.ready_endpoints if e is not failed]
         return least_in_flight(others) if others else None
 
-    async def _relay(self, send: Send, response: Response, metrics: ModelMetrics, started: float) -> int:
+    async def _relay(
+        self, send: Send, response: Response, metrics: ModelMetrics, started: float, dialect: Dialect
+    ) -> int:
         status = response.status
         idle = self.settings.idle_timeout
         if status >= 400:
@@ -142,7 +142,7 @@ class Forwarder:
                 raw = await response.read_all(idle)
             except UpstreamError:
                 raw = b""
-            payload = normalise_error_body(status, raw)
+            payload = dialect.normalise(status, raw)
             headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
@@ -179,7 +179,7 @@ class Forwarder:
                     raise  # a body with a length cannot be ended early: the server drops the connection
                 # Start a fresh event if the upstream stopped in the middle of one.
                 prefix = b"" if tail.endswith(b"\n\n") else b"\n\n"
-                event = prefix + stream_error_event(
+                event = prefix + dialect.stream_error(
                     f"upstream failed mid-stream: {exc}", "upstream_" + exc.kind
                 )
                 await send({"type": "http.response.body", "body": event})

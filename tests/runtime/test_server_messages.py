@@ -16,6 +16,7 @@ import anthropic
 import httpx
 import pytest
 
+from tests.support.router_fixtures import router_in_front
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
 CONFIG: dict[str, Any] = {
@@ -46,9 +47,20 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
         yield running
 
 
+@pytest.fixture(params=["runtime", "router"])
+def base_url(request: pytest.FixtureRequest, server: RuntimeServer) -> Iterator[str]:
+    """The runtime itself, or a real router in front of it (requiring the key Claude Code sends as
+    `x-api-key`)."""
+    if request.param == "runtime":
+        yield server.base_url
+        return
+    with router_in_front("tiny", server.base_url.removeprefix("http://"), keys={"test"}) as router:
+        yield router.url
+
+
 @pytest.fixture
-def client(server: RuntimeServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=server.base_url, api_key="test", max_retries=0) as c:
+def client(base_url: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=base_url, api_key="test", max_retries=0) as c:
         yield c
 
 
@@ -90,9 +102,12 @@ def test_a_streamed_message_matches_the_sdk_accumulation(client: anthropic.Anthr
     assert final.usage.output_tokens == 6
 
 
-def test_the_raw_event_sequence(server: RuntimeServer) -> None:
+def test_the_raw_event_sequence(base_url: str) -> None:
     body = {"model": "tiny", "max_tokens": 3, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    text = httpx.post(f"{server.base_url}/v1/messages", json={**body, "ignore_eos": True}, timeout=60).text
+    headers = {"x-api-key": "test"}
+    text = httpx.post(
+        f"{base_url}/v1/messages", json={**body, "ignore_eos": True}, headers=headers, timeout=60
+    ).text
     names = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert names[3:-3] == ["content_block_delta"] * (len(names) - 6)
@@ -150,7 +165,7 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
     assert 0 < short.input_tokens < longer.input_tokens
 
 
-def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, server: RuntimeServer) -> None:
+def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, base_url: str) -> None:
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model="tiny", max_tokens=0, messages=[{"role": "user", "content": "x"}])
     assert bad.value.body["type"] == "error"
@@ -180,10 +195,32 @@ def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, server: Runtim
         )
     assert thinking.value.body["error"]["message"].startswith("messages.1.content.0: thinking blocks")
     missing_max = httpx.post(
-        f"{server.base_url}/v1/messages",
+        f"{base_url}/v1/messages",
         json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+        headers={"x-api-key": "test"},
     )
     assert missing_max.status_code == 400 and "max_tokens" in missing_max.json()["error"]["message"]
     # A body that is not JSON at all gets the same shape.
-    raw = httpx.post(f"{server.base_url}/v1/messages", content=b"{not json", timeout=30)
+    raw = httpx.post(
+        f"{base_url}/v1/messages", content=b"{not json", headers={"x-api-key": "test"}, timeout=30
+    )
     assert raw.status_code == 400 and raw.json()["type"] == "error"
+
+
+def test_the_router_answers_its_own_errors_in_anthropic_shape(server: RuntimeServer) -> None:
+    address = server.base_url.removeprefix("http://")
+    with router_in_front("tiny", address, keys={"test"}) as router:
+        with (
+            anthropic.Anthropic(base_url=router.url, api_key="wrong", max_retries=0) as wrong,
+            pytest.raises(anthropic.AuthenticationError) as denied,
+        ):
+            wrong.messages.create(model="tiny", max_tokens=4, messages=[{"role": "user", "content": "x"}])
+        assert denied.value.body["type"] == "error"
+        assert denied.value.body["error"]["type"] == "authentication_error"
+        with anthropic.Anthropic(base_url=router.url, api_key="test", max_retries=0) as client:
+            with pytest.raises(anthropic.NotFoundError) as missing:
+                client.messages.create(
+                    model="elsewhere", max_tokens=4, messages=[{"role": "user", "content": "x"}]
+                )
+            assert missing.value.body["error"]["type"] == "not_found_error"
+            assert "elsewhere" in missing.value.body["error"]["message"]

@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.router_fixtures import router_in_front
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
 CONFIG: dict[str, Any] = {
@@ -48,9 +49,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
         yield running
 
 
+@pytest.fixture(params=["runtime", "router"])
+def base_url(request: pytest.FixtureRequest, server: RuntimeServer) -> Iterator[str]:
+    """The runtime itself, or a real router in front of it (requiring a key)."""
+    if request.param == "runtime":
+        yield server.base_url
+        return
+    with router_in_front("tiny", server.base_url.removeprefix("http://"), keys={"test"}) as router:
+        yield router.url
+
+
 @pytest.fixture
-def client(server: RuntimeServer) -> Iterator[openai.OpenAI]:
-    with server.client() as c:
+def client(base_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="test", max_retries=0) as c:
         yield c
 
 
@@ -104,9 +115,10 @@ def test_a_streamed_response_in_the_sdks_event_sequence(client: openai.OpenAI) -
     assert final.usage is not None and final.usage.output_tokens == 5
 
 
-def test_the_stream_numbers_its_events(server: RuntimeServer) -> None:
+def test_the_stream_numbers_its_events(base_url: str) -> None:
     body = {"model": "tiny", "input": "hi", "max_output_tokens": 3, "stream": True}
-    text = httpx.post(f"{server.base_url}/v1/responses", json=body, timeout=60).text
+    headers = {"authorization": "Bearer test"}
+    text = httpx.post(f"{base_url}/v1/responses", json=body, headers=headers, timeout=60).text
     events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert "[DONE]" not in text

@@ -17,7 +17,9 @@ import orjson
 import uvicorn
 
 from localmodel_router.app import RouterApp
-from localmodel_router.table import ModelEntry
+from localmodel_router.auth import ApiKeys
+from localmodel_router.settings import RouterSettings
+from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
 from tests.support.net import free_port
 
 T = TypeVar("T")
@@ -231,3 +233,14 @@ class RecordingScaler:
 
     async def scale_to(self, model: ModelEntry, replicas: int) -> None:
         self.calls.append((f"to {replicas}", model.name))
+
+
+@contextlib.contextmanager
+def router_in_front(model: str, address: str, keys: set[str] | None = None) -> Iterator[ThreadServer]:
+    """A real router whose table sends `model` to the runtime at `address` (what discovery would find),
+    with API keys required when `keys` are given."""
+    table = ModelTable()
+    table.upsert_model(model, ModelSettings())
+    table.set_endpoints(model, [(address, True)])
+    app = RouterApp(table, None, RouterSettings(), ApiKeys(keys or set()))
+    yield from serve(app)
