@@ -13,6 +13,7 @@ from typing import Any
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
@@ -21,6 +22,10 @@ from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 from localmodel_runtime.resource.events import local_model_event
 
 LocalModelResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+# Registered so that InferencePool manifests can be applied like the other children.
+InferencePoolResource = create_namespaced_resource(
+    "inference.networking.k8s.io", "v1", "InferencePool", "inferencepools"
+)
 COMPONENT = "localmodel-operator"
 
 
@@ -70,6 +75,16 @@ class Kube:
                 return None
             raise _wrap(exc) from exc
         return as_dict(obj)
+
+    async def has_crd(self, name: str) -> bool:
+        """Whether the CustomResourceDefinition `name` (`<plural>.<group>`) is installed."""
+        try:
+            await self.client.get(CustomResourceDefinition, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise _wrap(exc) from exc
+        return True
 
     async def create_if_absent(self, manifest: dict[str, Any]) -> bool:
         """Create an object unless one of that name exists; True when it was created."""

@@ -23,6 +23,8 @@ from localmodel_runtime.config import (
 from localmodel_runtime.templates import PromptTemplate, TemplateError
 
 from .builders import PORT, Model, build_children
+from .inference_pool import CRD_NAME as INFERENCE_POOL_CRD
+from .inference_pool import build_inference_pool
 from .kube import Kube, KubeError, NotFound
 from .ownership import ownership
 from .placement import Placement, PlacementError, place
@@ -121,6 +123,8 @@ class Reconciler:
     settings: OperatorSettings
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
+    _pool_warned: set[tuple[str, str]] = field(default_factory=set)
+    """Models told (once) that the InferencePool CRD is missing."""
     _rejected: dict[tuple[str, str], tuple[int, Problem]] = field(default_factory=dict)
     """Children the API server refused for a generation of the spec (reported until the spec changes)."""
 
@@ -133,7 +137,7 @@ class Reconciler:
         if evaluation.spec is not None and evaluation.placement is not None:
             model = Model(name, namespace, meta["uid"], evaluation.spec)
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
-            for child in children.all():
+            for child in [*children.all(), *await self._pool(model, body)]:
                 # Never adopt: an object of that name that is not this model's is left as it is.
                 owner = ownership(await self.kube.get_object(child), child)
                 if not owner.mine:
@@ -152,6 +156,22 @@ class Reconciler:
                     self._rejected[key] = (generation, Problem("InvalidSpec", what))
                     break
         await self.refresh(namespace, name)
+
+    async def _pool(self, model: Model, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The model's InferencePool when the settings ask for pools and the cluster has their CRD;
+        without the CRD, one warning Event per model (not per reconcile)."""
+        if not self.settings.inference_pool:
+            return []
+        if await self.kube.has_crd(INFERENCE_POOL_CRD):
+            return [build_inference_pool(model, self.settings.endpoint_picker)]
+        key = (model.namespace, model.name)
+        if key not in self._pool_warned:
+            self._pool_warned.add(key)
+            message = (
+                f"inferencePool is enabled but the {INFERENCE_POOL_CRD} CRD is not installed: no pool created"
+            )
+            await self.kube.event(body, "Warning", "InferencePoolUnavailable", message)
+        return []
 
     async def refresh(self, namespace: str, name: str) -> None:
         """Recompute and publish the status; concurrent calls for one model coalesce into one more run."""
@@ -173,6 +193,7 @@ class Reconciler:
         except NotFound:
             self._locks.pop((namespace, name), None)
             self._rejected.pop((namespace, name), None)
+            self._pool_warned.discard((namespace, name))
             return
         meta = body["metadata"]
         generation = int(meta.get("generation", 1))

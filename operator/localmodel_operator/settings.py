@@ -64,6 +64,10 @@ class OperatorSettings:
     preload: tuple[Preload, ...] = ()
     runtime_env: tuple[dict[str, Any], ...] = ()
     """Kubernetes EnvVar objects added to every runtime and fetch container (e.g. HF_ENDPOINT)."""
+    inference_pool: bool = False
+    """Whether each LocalModel gets an InferencePool (Gateway API Inference Extension)."""
+    endpoint_picker: dict[str, Any] | None = None
+    """The pools' `endpointPickerRef`."""
 
     def image_for(self, backend: str, device: str) -> ImageEntry | None:
         return self.images.get(f"{backend}/{device}")
@@ -110,7 +114,17 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         galleries=tuple(_galleries(merged.get("galleries") or [])),
         preload=tuple(_preload(merged.get("preload") or [])),
         runtime_env=tuple(_runtime_env(merged.get("runtimeEnv") or [])),
+        **_inference_pool(merged.get("inferencePool") or {}),
     )
+
+
+def _inference_pool(block: Any) -> dict[str, Any]:
+    if not isinstance(block, dict) or not isinstance(block.get("enabled", False), bool):
+        raise SettingsError("inferencePool: expected {enabled: true|false, endpointPickerRef: {...}}")
+    picker = block.get("endpointPickerRef") or None
+    if picker is not None and (not isinstance(picker, dict) or not picker.get("name")):
+        raise SettingsError("inferencePool.endpointPickerRef: expected {name, port: {number}, ...}")
+    return {"inference_pool": bool(block.get("enabled", False)), "endpoint_picker": picker}
 
 
 def _galleries(items: list[Any]) -> list[GallerySource]:

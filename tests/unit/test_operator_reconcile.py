@@ -8,7 +8,7 @@ import pytest
 
 from localmodel_operator.kube import Kube, KubeError
 from localmodel_operator.reconcile import Reconciler, RetryLater, evaluate, identity_fields
-from localmodel_operator.settings import settings_from_dict
+from localmodel_operator.settings import SettingsError, settings_from_dict
 
 SETTINGS = settings_from_dict({})
 
@@ -166,3 +166,54 @@ async def test_its_own_children_are_applied_again() -> None:
     kube.existing[("ConfigMap", "m-config")] = {"metadata": {"name": "m-config", "ownerReferences": [mine]}}
     await reconciler(kube).reconcile(kube.body)
     assert kube.applied == ["ConfigMap", "Service", "Deployment"]
+
+
+POOLS = settings_from_dict(
+    {"inferencePool": {"enabled": True, "endpointPickerRef": {"name": "epp", "port": {"number": 9002}}}}
+)
+
+
+class PoolKube(FakeKube):
+    def __init__(self, body: dict[str, Any], crd: bool) -> None:
+        super().__init__(body)
+        self.crd = crd
+        self.manifests: list[dict[str, Any]] = []
+
+    async def has_crd(self, name: str) -> bool:
+        assert name == "inferencepools.inference.networking.k8s.io"
+        return self.crd
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.manifests.append(manifest)
+        return await super().apply(manifest)
+
+
+async def test_an_inference_pool_per_model_when_enabled_and_the_crd_is_there() -> None:
+    kube = PoolKube(body(llama()), crd=True)
+    await Reconciler(cast(Kube, kube), POOLS).reconcile(kube.body)
+    assert kube.applied == ["ConfigMap", "Service", "Deployment", "InferencePool"]
+    pool = kube.manifests[-1]
+    assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
+    assert pool["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert pool["spec"]["selector"]["matchLabels"] == kube.manifests[-2]["spec"]["selector"]["matchLabels"]
+    assert pool["spec"]["targetPorts"] == [{"number": 8080}]
+    assert pool["spec"]["endpointPickerRef"] == {"name": "epp", "port": {"number": 9002}}
+
+
+async def test_without_the_crd_one_warning_and_the_model_still_served() -> None:
+    kube = PoolKube(body(llama()), crd=False)
+    reconciler = Reconciler(cast(Kube, kube), POOLS)
+    await reconciler.reconcile(kube.body)
+    await reconciler.reconcile(kube.body)  # a second reconcile says nothing more
+    assert kube.applied == ["ConfigMap", "Service", "Deployment"] * 2
+    assert [e for e in kube.events if e[1] == "InferencePoolUnavailable"] == [
+        ("Warning", "InferencePoolUnavailable")
+    ]
+
+
+def test_inference_pool_settings_are_checked() -> None:
+    assert not SETTINGS.inference_pool and SETTINGS.endpoint_picker is None
+    with pytest.raises(SettingsError, match=r"inferencePool\.endpointPickerRef"):
+        settings_from_dict({"inferencePool": {"enabled": True, "endpointPickerRef": {"port": 1}}})
+    with pytest.raises(SettingsError, match="inferencePool"):
+        settings_from_dict({"inferencePool": {"enabled": "yes"}})
