@@ -16,6 +16,7 @@ from localmodel_runtime.config.dump import dump_yaml
 from localmodel_runtime.resource import GROUP, KIND, VERSION
 
 from .placement import Placement
+from .settings import quantity_bytes
 
 Manifest = dict[str, Any]
 PRESTOP_SECONDS = 5
@@ -145,7 +146,7 @@ def build_pvc(model: Model) -> Manifest | None:
     }
 
 
-def _models_volume(model: Model) -> dict[str, Any]:
+def _models_volume(model: Model, max_download: str | None) -> dict[str, Any]:
     storage = model.spec.deployment.storage if model.spec.deployment else None
     if storage and storage.existing_claim:
         return {"name": "models", "persistentVolumeClaim": {"claimName": storage.existing_claim}}
@@ -154,7 +155,15 @@ def _models_volume(model: Model) -> dict[str, Any]:
     empty: dict[str, Any] = {}
     if storage and storage.empty_dir_size_limit is not None:
         empty["sizeLimit"] = str(storage.empty_dir_size_limit)
+    elif max_download is not None:
+        empty["sizeLimit"] = max_download  # one model must not fill the node's ephemeral storage
     return {"name": "models", "emptyDir": empty}
+
+
+def _download_limit(placement: Placement) -> list[dict[str, Any]]:
+    if placement.max_download is None:
+        return []
+    return [{"name": "LOCALMODEL_MAX_DOWNLOAD_BYTES", "value": str(quantity_bytes(placement.max_download))}]
 
 
 def _security_context(placement: Placement) -> dict[str, Any]:
@@ -246,7 +255,8 @@ def build_deployment(
                 "image": placement.image,
                 "command": ["localmodel-runtime"],
                 "args": ["fetch", "--config", config_file, "--models-dir", MODELS_DIR],
-                "env": env,
+                # The limit comes last: a model's own `env` cannot lift it.
+                "env": [*env, *_download_limit(placement)],
                 "volumeMounts": mounts,
                 "securityContext": _security_context(placement),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -272,7 +282,7 @@ def build_deployment(
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}},
-            _models_volume(model),
+            _models_volume(model, placement.max_download),
             {"name": "tmp", "emptyDir": {}},
         ],
         "enableServiceLinks": False,

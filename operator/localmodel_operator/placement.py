@@ -45,6 +45,8 @@ class Placement:
     """Environment every runtime container of the cluster gets (settings `runtimeEnv`)."""
     supplemental_groups: tuple[int, ...] = ()
     """The device's groups (settings `devices.<device>.supplementalGroups`)."""
+    max_download: str | None = None
+    """The largest model download (settings `maxDownloadSize`, a Kubernetes quantity)."""
 
 
 def resolve_backend(spec: LocalModelSpec) -> str:
@@ -142,4 +144,5 @@ def place(spec: LocalModelSpec, settings: OperatorSettings) -> Placement:
         tolerations=tolerations,
         env=[dict(item) for item in settings.runtime_env],
         supplemental_groups=device_entry.supplemental_groups if device_entry else (),
+        max_download=settings.max_download,
     )

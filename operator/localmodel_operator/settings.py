@@ -7,6 +7,7 @@ there) merged over the packaged `defaults.yaml`. Nothing about images lives in c
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,6 +65,9 @@ class OperatorSettings:
     preload: tuple[Preload, ...] = ()
     runtime_env: tuple[dict[str, Any], ...] = ()
     """Kubernetes EnvVar objects added to every runtime and fetch container (e.g. HF_ENDPOINT)."""
+    max_download: str | None = "100Gi"
+    """The largest file a model's fetch may write (a Kubernetes quantity; None: no limit); also the
+    default `sizeLimit` of a models emptyDir, so that one model cannot fill a node's disk."""
     inference_pool: bool = False
     """Whether each LocalModel gets an InferencePool (Gateway API Inference Extension)."""
     endpoint_picker: dict[str, Any] | None = None
@@ -114,8 +118,32 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         galleries=tuple(_galleries(merged.get("galleries") or [])),
         preload=tuple(_preload(merged.get("preload") or [])),
         runtime_env=tuple(_runtime_env(merged.get("runtimeEnv") or [])),
+        max_download=_quantity("maxDownloadSize", merged.get("maxDownloadSize")),
         **_inference_pool(merged.get("inferencePool") or {}),
     )
+
+
+_QUANTITY = re.compile(r"([0-9]+)(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_UNITS.update({f"{u}i": 1024 ** (i + 1) for i, u in enumerate("KMGTP")})
+
+
+def quantity_bytes(value: str) -> int:
+    """Bytes of a Kubernetes quantity such as `100Gi` or `500M` (integers with a binary or SI suffix)."""
+    match = _QUANTITY.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(value)
+    return int(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+def _quantity(key: str, value: Any) -> str | None:
+    if value in (None, "", 0):
+        return None
+    try:
+        quantity_bytes(str(value))
+    except ValueError:
+        raise SettingsError(f"{key}: {value!r} is not a size such as 100Gi or 500M") from None
+    return str(value)
 
 
 def _inference_pool(block: Any) -> dict[str, Any]:

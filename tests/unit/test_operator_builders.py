@@ -10,7 +10,7 @@ import yaml
 
 from localmodel_operator.builders import CONFIG_HASH, Model, build_children, config_hash
 from localmodel_operator.placement import PlacementError, place
-from localmodel_operator.settings import settings_from_dict
+from localmodel_operator.settings import SettingsError, settings_from_dict
 from localmodel_runtime.config import LocalModelSpec, parse_model_configs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "localmodels"
@@ -118,10 +118,36 @@ def test_storage_choices() -> None:
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "shared"}} in pod_spec(
         existing_children
     )["volumes"]
+    # An emptyDir is bounded by the download limit (maxDownloadSize, 100Gi by default) unless the model
+    # sets its own; no limit configured, no bound.
     default = model({"backend": "llama"})
-    assert {"name": "models", "emptyDir": {}} in pod_spec(
+    assert {"name": "models", "emptyDir": {"sizeLimit": "100Gi"}} in pod_spec(
         build_children(default, place(default.spec, SETTINGS), 60)
     )["volumes"]
+    unbounded = settings_from_dict({"maxDownloadSize": None})
+    assert {"name": "models", "emptyDir": {}} in pod_spec(
+        build_children(default, place(default.spec, unbounded), 60)
+    )["volumes"]
+    own = model({"backend": "llama", "deployment": {"storage": {"emptyDirSizeLimit": "5Gi"}}})
+    assert {"name": "models", "emptyDir": {"sizeLimit": "5Gi"}} in pod_spec(
+        build_children(own, place(own.spec, SETTINGS), 60)
+    )["volumes"]
+
+
+def test_the_fetch_is_bounded_by_the_download_limit_a_model_cannot_lift() -> None:
+    spec = {
+        "backend": "llama",
+        "parameters": {"model": "m.gguf"},
+        "download_files": [{"filename": "m.gguf", "uri": "https://example.invalid/m.gguf"}],
+        "deployment": {"env": [{"name": "LOCALMODEL_MAX_DOWNLOAD_BYTES", "value": "999999999999999"}]},
+    }
+    fetching = model(spec)
+    settings = settings_from_dict({"maxDownloadSize": "2Gi"})
+    (fetch,) = pod_spec(build_children(fetching, place(fetching.spec, settings), 60))["initContainers"]
+    limits = [e["value"] for e in fetch["env"] if e["name"] == "LOCALMODEL_MAX_DOWNLOAD_BYTES"]
+    assert limits[-1] == str(2 * 1024**3)  # the last value of a name is the one the container sees
+    with pytest.raises(SettingsError, match="maxDownloadSize"):
+        settings_from_dict({"maxDownloadSize": "lots"})
 
 
 @pytest.mark.parametrize(
