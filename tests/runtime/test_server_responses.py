@@ -195,3 +195,22 @@ def test_errors(client: openai.OpenAI) -> None:
     assert web.value.param == "tools.0.type"
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="nope", input="x")
+
+
+def test_langchain_over_the_responses_api(base_url: str) -> None:
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(
+        model="tiny",
+        base_url=f"{base_url}/v1",
+        api_key="test",  # type: ignore[arg-type]
+        use_responses_api=True,
+        max_retries=0,
+        max_tokens=6,  # type: ignore[call-arg]
+    )
+    reply = chat.invoke("Say hello")
+    assert reply.response_metadata["model_name"] == "tiny"
+    assert reply.response_metadata["id"].startswith("resp_")
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] > 0
+    streamed = list(chat.stream("Tell me a story"))
+    assert streamed  # chunks of the same answer, as LangChain assembles them
