@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import pytest
 
 from tests.support.runtime_server import RuntimeServer, runtime_server
@@ -92,3 +93,24 @@ def test_tool_call_with_real_arguments(gemma: RuntimeServer) -> None:
     (call,) = reply.choices[0].message.tool_calls or []
     assert reply.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+def test_responses_api_answers_in_words(gemma: RuntimeServer) -> None:
+    reply = gemma.client().responses.create(
+        model="gemma-3-270m", input="What is the capital of France?", max_output_tokens=24
+    )
+    assert "Paris" in reply.output_text
+
+
+def test_messages_api_answers_in_words(gemma: RuntimeServer) -> None:
+    client = anthropic.Anthropic(base_url=gemma.base_url, api_key="unused", max_retries=0)
+    with (
+        client,
+        client.messages.stream(
+            model="gemma-3-270m",
+            max_tokens=24,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        ) as stream,
+    ):
+        text = "".join(stream.text_stream)
+    assert "Paris" in text
