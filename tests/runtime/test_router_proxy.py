@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import openai
+import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -358,3 +359,26 @@ def test_wrong_method_and_path_are_openai_errors(setup: Setup) -> None:
     assert response.status_code == 404 and "error" in response.json()
     response = httpx.post(router.url + "/v1/completions", content=b"{not json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+
+
+def test_messages_paths_answer_in_anthropic_shape(setup: Setup) -> None:
+    # A stream that breaks mid-way ends with Anthropic's error event, not OpenAI's `data: {"error"...}`.
+    _, breaking = setup.runtime("die_mid_stream")
+    _, router = setup.router({"m": [breaking.address]})
+    body = {"model": "m", "max_tokens": 4, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    text = httpx.post(router.url + "/v1/messages", json=body, timeout=20).text
+    events = [block for block in text.split("\n\n") if block.strip()]
+    last = events[-1].splitlines()
+    assert last[0] == "event: error", text
+    error = orjson.loads(last[1].removeprefix("data: "))
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    assert "mid-stream" in error["error"]["message"]
+    # An upstream's plain-text 500 is relayed in Anthropic's shape on this path (OpenAI's elsewhere).
+    _, failing = setup.runtime("fail500")
+    _, other = setup.router({"m": [failing.address]})
+    answer = httpx.post(other.url + "/v1/messages", json={**body, "stream": False}, timeout=20)
+    assert answer.status_code == 500 and answer.json()["error"]["type"] == "api_error"
+    assert answer.json()["error"]["message"] == "backend exploded"
+    chat = httpx.post(other.url + "/v1/chat/completions", json={"model": "m", "messages": CHAT}, timeout=20)
+    assert chat.status_code == 500 and chat.json()["error"]["message"] == "backend exploded"
+    assert "type" in chat.json()["error"] and chat.json().get("type") is None
