@@ -16,7 +16,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.support.router_fixtures import router_in_front
+from tests.support.router_fixtures import router_in_front, runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
 CONFIG: dict[str, Any] = {
@@ -51,11 +51,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
 def base_url(request: pytest.FixtureRequest, server: RuntimeServer) -> Iterator[str]:
     """The runtime itself, or a real router in front of it (requiring the key Claude Code sends as
     `x-api-key`)."""
-    if request.param == "runtime":
-        yield server.base_url
-        return
-    with router_in_front("tiny", server.base_url.removeprefix("http://"), keys={"test"}) as router:
-        yield router.url
+    with runtime_or_router(request.param, server.base_url, "tiny") as url:
+        yield url
 
 
 @pytest.fixture

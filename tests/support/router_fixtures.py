@@ -244,3 +244,14 @@ def router_in_front(model: str, address: str, keys: set[str] | None = None) -> I
     table.set_endpoints(model, [(address, True)])
     app = RouterApp(table, None, RouterSettings(), ApiKeys(keys or set()))
     yield from serve(app)
+
+
+@contextlib.contextmanager
+def runtime_or_router(where: str, runtime_url: str, model: str) -> Iterator[str]:
+    """The base URL of the runtime itself (`where == "runtime"`), or of a real router in front of it
+    that requires the key `test`: the API tests run the same requests both ways."""
+    if where == "runtime":
+        yield runtime_url
+        return
+    with router_in_front(model, runtime_url.removeprefix("http://"), keys={"test"}) as router:
+        yield router.url

@@ -24,7 +24,7 @@ from .serving import (
     respond,
     sampling_params,
 )
-from .streaming import DONE, SSE_HEADERS, sse
+from .streaming import DONE, sse, sse_response
 from .tools import ToolPlan, json_output, parse_reply, plan_tools
 
 
@@ -126,8 +126,36 @@ class ToolChatFraming(ChatFraming):
         if self.include_usage:
             events.append(self.usage_chunk(body["usage"]))
         events.append(DONE)
-        headers = {k.decode(): v.decode() for k, v in SSE_HEADERS if k != b"content-type"}
-        return Response(b"".join(events), headers=headers, media_type="text/event-stream")
+        return sse_response(b"".join(events))
+
+
+async def render_chat(
+    server: ModelServer,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    tool_choice: Any,
+    *,
+    param: str = "messages",
+    metadata: dict[str, str] | None = None,
+    reasoning_effort: str | None = None,
+) -> str:
+    """The chat prompt, rendered off the event loop (a template over a long conversation takes a
+    while); a template that fails is a 400 naming `param`. Chat, Responses and Messages share it."""
+    try:
+        return await asyncio.to_thread(
+            functools.partial(
+                server.renderer.chat,
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                metadata=metadata,
+                reasoning_effort=reasoning_effort,
+            )
+        )
+    except RenderError as exc:
+        raise APIError(
+            400, f"The {param} cannot be rendered with the model's chat template: {exc}", param=param
+        ) from None
 
 
 def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | None, Any]:
@@ -148,22 +176,9 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     server.check_model(req.model)
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
     tools, tool_choice = _tools(req)
-    try:
-        # A template over a long conversation takes a while: rendered off the event loop.
-        prompt = await asyncio.to_thread(
-            functools.partial(
-                server.renderer.chat,
-                messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                metadata=req.metadata,
-                reasoning_effort=req.reasoning_effort,
-            )
-        )
-    except RenderError as exc:
-        raise APIError(
-            400, f"The messages cannot be rendered with the model's chat template: {exc}", param="messages"
-        ) from None
+    prompt = await render_chat(
+        server, messages, tools, tool_choice, metadata=req.metadata, reasoning_effort=req.reasoning_effort
+    )
     params = sampling_params(server.config, req, req.max_completion_tokens or req.max_tokens)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     structured = server.backend.capabilities().structured_output

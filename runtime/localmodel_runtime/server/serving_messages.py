@@ -11,7 +11,6 @@ only once complete, so it is generated whole and then sent as the events of a st
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 import uuid
@@ -23,13 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..anthropic_errors import anthropic_error, from_openai_error
-from ..templates import RenderError
 from . import protocol
 from .errors import APIError
 from .protocol_messages import STOP_REASONS, Block, MessagesRequest, message
 from .serving import ModelServer, parse, read_body, respond, sampling_params
-from .serving_chat import ToolChatFraming
-from .streaming import SSE_HEADERS, json_response
+from .serving_chat import ToolChatFraming, render_chat
+from .streaming import json_response, sse_response
 from .tools import plan_tools
 
 
@@ -233,16 +231,8 @@ def message_events(whole: dict[str, Any]) -> bytes:
 
 async def _prompt(server: ModelServer, req: MessagesRequest) -> tuple[str, Any, Any]:
     """The rendered prompt of the request, and its tools and tool choice in chat completions' form."""
-    messages = chat_messages(req)
     tools, tool_choice = chat_tools(req)
-    try:
-        prompt = await asyncio.to_thread(
-            functools.partial(server.renderer.chat, messages, tools=tools, tool_choice=tool_choice)
-        )
-    except RenderError as exc:
-        raise APIError(
-            400, f"The messages cannot be rendered with the model's chat template: {exc}", param="messages"
-        ) from None
+    prompt = await render_chat(server, chat_messages(req), tools, tool_choice)
     return prompt, tools, tool_choice
 
 
@@ -290,8 +280,7 @@ async def create_message(server: ModelServer, request: Request) -> Response:
     whole = from_chat_completion(framing.id, server.name, tool_framing.body)
     if not req.stream:
         return json_response(whole)
-    headers = {k.decode(): v.decode() for k, v in SSE_HEADERS if k != b"content-type"}
-    return Response(message_events(whole), headers=headers, media_type="text/event-stream")
+    return sse_response(message_events(whole))
 
 
 def anthropic_errors(

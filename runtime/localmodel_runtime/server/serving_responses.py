@@ -9,8 +9,6 @@ may call tools is known only once complete, so it is generated whole and then se
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from typing import Any
 
@@ -18,13 +16,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..templates import RenderError
 from . import protocol
 from .errors import APIError
 from .protocol_responses import Item, ResponsesRequest, message_item, new_id, response
 from .serving import ModelServer, parse, read_body, respond, sampling_params
-from .serving_chat import ToolChatFraming
-from .streaming import SSE_HEADERS, json_response
+from .serving_chat import ToolChatFraming, render_chat
+from .streaming import json_response, sse_response
 from .tools import json_output, plan_tools
 
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
@@ -259,16 +256,8 @@ async def create_response(server: ModelServer, request: Request) -> Response:
             "conversation in `input`.",
             param="previous_response_id",
         )
-    messages = chat_messages(req)
     tools, tool_choice = chat_tools(req)
-    try:
-        prompt = await asyncio.to_thread(
-            functools.partial(server.renderer.chat, messages, tools=tools, tool_choice=tool_choice)
-        )
-    except RenderError as exc:
-        raise APIError(
-            400, f"The input cannot be rendered with the model's chat template: {exc}", param="input"
-        ) from None
+    prompt = await render_chat(server, chat_messages(req), tools, tool_choice, param="input")
     sampling = protocol.SamplingRequest.model_validate(
         {"temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
     )
@@ -299,5 +288,4 @@ async def create_response(server: ModelServer, request: Request) -> Response:
     for index, item in enumerate(whole["output"]):
         events += framing.item_events(index, item)
     events += framing.closing(whole)
-    headers = {k.decode(): v.decode() for k, v in SSE_HEADERS if k != b"content-type"}
-    return Response(events, headers=headers, media_type="text/event-stream")
+    return sse_response(events)

@@ -31,6 +31,12 @@ def sse(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def sse_response(events: bytes) -> Response:
+    """A whole event stream sent at once (an answer known only when complete, replayed as a stream)."""
+    headers = {k.decode(): v.decode() for k, v in SSE_HEADERS if k != b"content-type"}
+    return Response(events, headers=headers, media_type="text/event-stream")
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
