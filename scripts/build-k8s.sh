@@ -25,37 +25,14 @@ STAMPS="$BIN/.stamps"
 WORK="$ROOT/.cache/k8s-build"
 mkdir -p "$BIN" "$STAMPS" "$WORK"
 
-# Never let `go` fetch a newer toolchain (that would need network beyond the proxy), build
-# static binaries (no cgo toolchain needed), and do not stamp VCS info of this repo.
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+# shellcheck source=scripts/go-build-lib.sh
+source "$ROOT/scripts/go-build-lib.sh"
 command -v go >/dev/null || { echo "build-k8s: 'go' not found on PATH" >&2; exit 1; }
 
 # A released version "vX.Y.Z" -> the staging modules' "v0.Y.Z".
 k8s_minor="${K8S_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-
-is_current() { # NAME VERSION -> 0 when .cache/bin/NAME exists and was built at VERSION
-    [[ -x "$BIN/$1" && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]
-}
-
-# Write a throwaway module DIR whose tools.go blank-imports the main packages, so that
-# `go mod tidy` records every dependency in go.sum (the tools.go pattern).
-write_module() { # DIR MODULE_NAME PACKAGE...
-    local dir="$1" name="$2"; shift 2
-    mkdir -p "$dir"
-    printf 'module %s\n\ngo 1.26.0\n' "$name" >"$dir/go.mod"
-    {
-        printf '//go:build tools\n\npackage tools\n\nimport (\n'
-        printf '\t_ "%s"\n' "$@"
-        printf ')\n'
-    } >"$dir/tools.go"
-}
-
-build_in() { # DIR OUTPUT LDFLAGS PACKAGE... (OUTPUT ending in / = a directory: one binary per package)
-    local dir="$1" out="$2" ldflags="$3"; shift 3
-    (cd "$dir" && go build -p "$GO_BUILD_P" -trimpath -ldflags "-s -w $ldflags" -o "$out" "$@")
-}
 
 # ---------------------------------------------------------------- etcd
 if is_current etcd "$ETCD_VERSION"; then
@@ -67,13 +44,15 @@ else
     write_module "$d" localmodel.test/etcdbuild go.etcd.io/etcd/server/v3
     (cd "$d" && go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy)
     rm -f "$BIN/etcd"
-    build_in "$d" "$BIN/etcd" "-X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}" go.etcd.io/etcd/server/v3
+    build_in "$d" "$BIN/etcd" "-X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}" -- go.etcd.io/etcd/server/v3
     echo "$ETCD_VERSION" >"$STAMPS/etcd"
     echo "etcd: $ETCD_VERSION (built)"
 fi
 
 # ---------------------------------------------------------------- kubernetes
 K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# NODE=1 (scripts/build-node.sh): a real node's kubelet and kube-proxy too, from the same build module.
+if [[ ${NODE:-0} == 1 ]]; then K8S_BINS+=(kubelet kube-proxy); fi
 k8s_todo=()
 for b in "${K8S_BINS[@]}"; do
     if is_current "$b" "$K8S_VERSION"; then echo "$b: $K8S_VERSION (cached)"; else k8s_todo+=("$b"); fi
@@ -102,7 +81,7 @@ if ((${#k8s_todo[@]})); then
         ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$BUILD_DATE -X $p.gitCommit=module-$K8S_VERSION"
     done
     rm -f "${k8s_todo[@]/#/$BIN/}"
-    build_in "$d" "$BIN/" "$ld" "${pkgs[@]}"
+    build_in "$d" "$BIN/" "$ld" -- "${pkgs[@]}"
     for b in "${k8s_todo[@]}"; do
         echo "$K8S_VERSION" >"$STAMPS/$b"
         echo "$b: $K8S_VERSION (built)"
@@ -129,7 +108,7 @@ else
         ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$kube_minor"
     done
     rm -f "$BIN/helm"
-    build_in "$d" "$BIN/helm" "$ld" helm.sh/helm/v3/cmd/helm
+    build_in "$d" "$BIN/helm" "$ld" -- helm.sh/helm/v3/cmd/helm
     echo "$HELM_STAMP" >"$STAMPS/helm"
     echo "helm: $HELM_VERSION, Kubernetes v1.$kube_minor (built)"
 fi
