@@ -92,7 +92,11 @@ export class GalleriesPage {
         const progressing = model.conditions.find((c) => c.type === "Progressing" || c.type === "Degraded");
         const detail = progressing && progressing.message ? ` — ${progressing.message}` : "";
         status.textContent = `${name}: ${model.state}${detail}`;
-        if (model.ready) this.watching.delete(name);
+        if (model.ready) {
+          this.watching.delete(name);
+          const button = status.parentElement.querySelector("button");
+          if (button) button.textContent = "Installed";
+        }
       }
     } catch (error) {
       this.notify(error.message);
