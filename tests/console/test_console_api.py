@@ -5,6 +5,7 @@ stands in for the API server), the API keys, and the page's own files with their
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from localmodel_router.app import RouterApp
 from localmodel_router.auth import ApiKeys
 from localmodel_router.autosetup import AutoSetup, AutoSetupSettings
 from localmodel_router.console import Console
+from localmodel_router.local_table import LocalDiscovery, load_table
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelSettings, ModelTable
 from tests.support.autosetup_store import FakeStore
@@ -295,3 +297,19 @@ def test_install_through_automatic_setup_where_the_gallery_is_allowed(
 def test_the_console_reports_nothing_about_models_it_was_not_given() -> None:
     console = Console(ModelTable(), ApiKeys(set()))
     assert console.api.mode == "local" and console.api.catalog.sources == []
+
+
+def test_localmodel_up_writes_each_model_s_backend_into_the_table(tmp_path: Path) -> None:
+    from localmodel_router.local import LocalModel, Supervisor, write_table
+    from localmodel_runtime.config import ModelConfig
+
+    models = [
+        LocalModel("gemma", ModelConfig(name="gemma", backend="llama"), tmp_path, port=4001),
+        LocalModel("plain", ModelConfig(name="plain"), tmp_path, port=4002),
+    ]
+    path = write_table(Supervisor(models, tmp_path, tmp_path, "127.0.0.1", 8080, 1.0))
+    console = Console(ModelTable(), ApiKeys(set()), LocalDiscovery(path))
+    snapshot = asyncio.run(console.api.details.snapshot())
+    assert snapshot.details["gemma"].backend == "llama" and snapshot.details["gemma"].desired == 1
+    assert snapshot.details["plain"].backend is None
+    assert load_table(path)["gemma"][1] == [("127.0.0.1:4001", True)]
