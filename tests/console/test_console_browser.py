@@ -193,6 +193,40 @@ def test_stop_ends_the_stream_and_the_router_cancels_it_upstream(
     assert not element(browser, "#chat-error").is_displayed()
 
 
+def aborted(gemma: RuntimeServer) -> float:
+    """The runtime's count of generations ended because their client went away."""
+    series = f'vllm:request_success_total{{finished_reason="abort",model_name="{GEMMA}"}}'
+    for line in httpx.get(f"{gemma.base_url}/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_stop_aborts_a_long_gemma_generation_in_the_runtime(
+    browser: webdriver.Chrome, router: ThreadServer, gemma: RuntimeServer
+) -> None:
+    before = aborted(gemma)
+    open_console(browser, router.url, page="chat")
+    element(browser, "#chat-clear").click()
+    wait(
+        browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#chat-model option[value="{GEMMA}"]'), "models"
+    )
+    Select(element(browser, "#chat-model")).select_by_value(GEMMA)
+    Select(element(browser, "#chat-mode")).select_by_value("completion")
+    element(browser, "#chat-max-tokens").clear()
+    element(browser, "#chat-max-tokens").send_keys("1500")
+    element(browser, "#chat-input").send_keys("Chapter one. Once upon a time, in a city by the sea,")
+    element(browser, "#chat-send").click()
+    wait(browser, lambda d: text_of(d, ".turn.assistant .text").strip(), "Gemma's first tokens")
+    element(browser, "#chat-stop").click()
+    stats = wait(
+        browser, lambda d: "stopped" in text_of(d, "#chat-stats") and text_of(d, "#chat-stats"), "stop"
+    )
+    assert stats.startswith("stopped · time to first token")
+    # The runtime ended the generation because its client (the router) went away, not at its end.
+    poll_until(lambda: aborted(gemma) == before + 1, "the runtime's generation aborted", 30)
+
+
 def test_the_galleries_page_lists_and_searches_the_test_gallery(
     browser: webdriver.Chrome, router: ThreadServer, shots: Path
 ) -> None:
