@@ -311,6 +311,7 @@ def test_a_vanished_model_and_a_router_restart_are_said_in_words(
     # The router goes away with the page open, then comes back on the same port.
     notice = wait(browser, lambda d: text_of(d, "#notice"), "the unreachable router said")
     assert notice.startswith("The router cannot be reached") and "restarting" in notice
+    assert text_of(browser, "#models-summary").startswith("Last known state, not current: 1 model(s)")
     browser.save_screenshot(str(shots / "models-router-gone.png"))
     again = ThreadServer(RouterApp(ModelTable(), None, RouterSettings(), ApiKeys({KEY})))
     again.port = again.server.config.port = port

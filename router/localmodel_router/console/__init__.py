@@ -10,6 +10,7 @@ Content-Security-Policy (`default-src 'self'`: no inline script, nothing from el
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -44,6 +45,7 @@ def owns(path: str) -> bool:
     return path == "/" or path == "/console" or path.startswith(PREFIX)
 
 
+@functools.cache
 def _static_files() -> dict[str, tuple[bytes, str]]:
     """name → (content, media type) of every file under static/, read once."""
     found: dict[str, tuple[bytes, str]] = {}

@@ -30,6 +30,9 @@ export class ModelsPage {
       this.notify(null);
     } catch (error) {
       this.notify(error.message);
+      if (this.known.size && !this.summary.textContent.startsWith("Last known")) {
+        this.summary.textContent = `Last known state, not current: ${this.summary.textContent}`;
+      }
       if (error.status === 401) {
         this.summary.textContent = "No models shown: the router needs a valid API key.";
         this.list.replaceChildren();
