@@ -5,7 +5,7 @@ VENV := $(CACHE)/venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up selfcheck test lint typecheck pytest fuzz crd k8s-bins cluster-up cluster-down \
+.PHONY: setup up selfcheck test browser lint typecheck pytest fuzz crd k8s-bins cluster-up cluster-down \
         test-gpu test-backends test-vllm-cpu bench-serving kind-up kind-load kind-e2e clean
 
 setup:
@@ -19,7 +19,7 @@ selfcheck: setup
 	$(BIN)/localmodel selfcheck
 
 ## The second README command: every check CI runs.
-test: setup k8s-bins lint typecheck pytest test-backends test-images
+test: setup k8s-bins browser lint typecheck pytest test-backends test-images
 
 lint: setup
 	$(BIN)/ruff check .
@@ -48,6 +48,10 @@ test-backends:
 crd: setup
 	$(BIN)/localmodel crd -o crds/localmodel.yaml
 	$(BIN)/localmodel reference -o docs/localmodel-reference.md
+
+## Debian's chromium and chromium-driver for the console's browser tests, tests/console (idempotent; root).
+browser:
+	@scripts/install-browser.sh
 
 ## Kubernetes control plane binaries built from Go modules into .cache/bin (idempotent).
 k8s-bins:

@@ -15,6 +15,7 @@ import orjson
 
 from localmodel_router.auth import ApiKeys, bearer_token
 from localmodel_router.autosetup import AutoSetup, Requester
+from localmodel_router.console import Console, owns
 from localmodel_router.dialects import dialect_for
 from localmodel_router.discovery import Discovery
 from localmodel_router.errors import RouterError
@@ -26,6 +27,7 @@ from localmodel_router.table import ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
 from localmodel_runtime.client_gone import ClientGone
+from localmodel_runtime.gallery import GallerySource
 
 log = logging.getLogger("localmodel.router")
 
@@ -54,6 +56,7 @@ class RouterApp:
         keys: ApiKeys | None = None,
         scaler: Scaler | None = None,
         autosetup: AutoSetup | None = None,
+        galleries: tuple[GallerySource, ...] = (),
     ) -> None:
         self.table = table
         self.discovery = discovery
@@ -71,6 +74,7 @@ class RouterApp:
         )
         self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
         self.autosetup = autosetup
+        self.console = Console(table, self.keys, discovery, galleries, autosetup)
         self._background: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,6 +118,9 @@ class RouterApp:
     # http
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if owns(path):  # the web console: `/` and `/console/...`
+            await self.console(scope, receive, send)
+            return
         method: str = scope["method"]
         route = path[3:] if path.startswith("/v1/") else path
         dialect = dialect_for(route)

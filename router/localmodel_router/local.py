@@ -202,8 +202,18 @@ def wait_ready(sup: Supervisor) -> None:
 
 
 def write_table(sup: Supervisor) -> Path:
-    """The router's local discovery table: model name → its runtime's address."""
-    table = {"models": [{"name": m.name, "endpoints": [f"127.0.0.1:{m.port}"]} for m in sup.models]}
+    """The router's local discovery table: model name → its runtime's address (and its backend, which
+    the console shows)."""
+    table = {
+        "models": [
+            {
+                "name": m.name,
+                "endpoints": [f"127.0.0.1:{m.port}"],
+                **({"backend": m.config.backend} if m.config.backend else {}),
+            }
+            for m in sup.models
+        ]
+    }
     path = sup.state_dir / "router-table.yaml"
     path.write_text(yaml.safe_dump(table, sort_keys=False), encoding="utf-8")
     return path

@@ -250,7 +250,17 @@ def build_app(args: argparse.Namespace) -> RouterApp:
             store = KubernetesModelStore(discovery.client)
             autosetup = AutoSetup(auto, table, store, settings.retry_after)
             return RouterApp(table, discovery, settings, keys, autosetup=autosetup)
-    return RouterApp(table, discovery, settings, keys)
+    return RouterApp(table, discovery, settings, keys, galleries=console_galleries(auto))
+
+
+def console_galleries(auto: AutoSetupSettings) -> tuple[GallerySource, ...]:
+    """The galleries the console lists when automatic setup is off: --gallery, else $LOCALMODEL_GALLERIES."""
+    if auto.sources:
+        return auto.sources
+    try:
+        return tuple(gallery_sources([]))
+    except GalleryError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _default_namespace() -> str:

@@ -361,3 +361,14 @@ def test_inline_models_become_local_models_of_the_release() -> None:
         LocalModelSpec.model_validate(doc["spec"])
     bad = run_helm("template", "lm", str(CHART), *set_json({"models": [{"spec": {}}]}), check=False)
     assert bad.returncode != 0 and "name" in bad.stderr
+
+
+def test_the_router_gets_the_galleries_for_its_console_with_automatic_setup_off() -> None:
+    galleries = [{"name": "localai", "url": "https://example.org/index.yaml"}]
+    objs = by_kind(render({"operator": {"config": {"galleries": galleries}}}))
+    args = _container(objs["Deployment", "lm-localmodel-router"])["args"]
+    assert "--gallery=localai=https://example.org/index.yaml" in args
+    assert not any(a.startswith("--auto-setup") for a in args)
+    parsed = router_main.build_parser().parse_args(args)
+    sources = router_main.console_galleries(router_main.auto_setup_settings(parsed))
+    assert [(s.name, s.url) for s in sources] == [("localai", "https://example.org/index.yaml")]

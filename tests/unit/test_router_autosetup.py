@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from localmodel_router.autosetup import (
     AutoSetup,
     AutoSetupConfigError,
     AutoSetupSettings,
-    Exists,
     Requester,
     hf_plan,
     object_name,
@@ -23,54 +21,12 @@ from localmodel_router.autosetup import (
     settings_from_dict,
 )
 from localmodel_router.errors import RouterError
-from localmodel_router.table import ModelSettings, ModelTable
+from localmodel_router.table import ModelTable
 from localmodel_runtime.gallery import GallerySource
 from localmodel_runtime.resource.names import is_valid_name
+from tests.support.autosetup_store import FakeStore
 
 REPO_FILE = "TheBloke/Tiny-GGUF/tiny.Q4_K_M.gguf"
-
-
-class FakeStore:
-    """The API server as far as automatic setup sees it."""
-
-    def __init__(self, table: ModelTable | None = None, ready: str | None = None) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.created: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str, str]] = []
-        self.table = table
-        self.ready = ready
-        """When set, a created model shows up in `table` with this ready endpoint (a watch, a pod)."""
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.objects.get((namespace, name))
-
-    async def count_auto_created(self, namespace: str) -> int:
-        return sum(
-            1
-            for (ns, _), o in self.objects.items()
-            if ns == namespace and o["metadata"].get("labels", {}).get(AUTO_CREATED) == "true"
-        )
-
-    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        await self.gate.wait()
-        meta = manifest["metadata"]
-        key = (meta["namespace"], meta["name"])
-        if key in self.objects:
-            raise Exists(meta["name"])
-        obj = copy.deepcopy(manifest)
-        obj["metadata"]["uid"] = f"uid-{len(self.created)}"
-        self.objects[key] = obj
-        self.created.append(obj)
-        if self.table is not None and self.ready is not None:
-            name = obj["spec"]["name"]
-            self.table.upsert_model(name, ModelSettings(min_replicas=0))
-            self.table.set_endpoints(name, [(self.ready, True)])
-        return obj
-
-    async def event(self, obj: dict[str, Any], reason: str, message: str) -> None:
-        self.events.append((obj["metadata"]["name"], reason, message))
 
 
 def settings(**changes: Any) -> AutoSetupSettings:

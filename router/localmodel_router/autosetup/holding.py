@@ -92,16 +92,7 @@ class AutoSetup:
         RouterError: 404 when nothing resolves, 403 when refused, 503 + Retry-After past the bound."""
         started = time.monotonic()
         requested = requester.model
-        plan = await self.plan(requested)
-        if plan is None:
-            raise RouterError(404, f"The model `{requested}` does not exist", "model_not_found", "model")
-        task = self._creating.get(plan.source)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._create(plan, requester))
-            self._creating[plan.source] = task
-            task.add_done_callback(lambda _t: self._creating.pop(plan.source, None))
-        # A client that goes away must not cancel a creation other requests share.
-        name = await asyncio.shield(task)
+        plan, name = await self.install(requester)
         left = self.settings.wait - (time.monotonic() - started)
         entry = await self.table.wait_ready(name, max(left, 0.0), missing_ok=True)
         if entry is None or not entry.ready_endpoints:
@@ -114,6 +105,21 @@ class AutoSetup:
                 [(b"retry-after", str(self.retry_after).encode())],
             )
         return entry
+
+    async def install(self, requester: Requester) -> tuple[Plan, str]:
+        """Create the requested model's LocalModel (or join its creation) without waiting for it to
+        become ready: the plan and the API name to wait for. RouterError as `serve`."""
+        requested = requester.model
+        plan = await self.plan(requested)
+        if plan is None:
+            raise RouterError(404, f"The model `{requested}` does not exist", "model_not_found", "model")
+        task = self._creating.get(plan.source)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._create(plan, requester))
+            self._creating[plan.source] = task
+            task.add_done_callback(lambda _t: self._creating.pop(plan.source, None))
+        # A client that goes away must not cancel a creation other requests share.
+        return plan, await asyncio.shield(task)
 
     async def _create(self, plan: Plan, requester: Requester) -> str:
         """Create the LocalModel (once); returns the API name to wait for."""
