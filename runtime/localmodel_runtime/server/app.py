@@ -31,6 +31,7 @@ from ..templates import PromptRenderer, TemplateError
 from . import protocol
 from .admission import Admission, AdmissionSettings
 from .errors import APIError, error_payload, from_backend
+from .load import PrefixSlots, load_document
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .openapi import openapi_document, package_version
 from .serving import ModelServer
@@ -161,6 +162,7 @@ class ModelState:
             admission,
             self.metrics,
             self.settings.max_body_bytes,
+            PrefixSlots(admission.settings.limit),
         )
         log.info(
             "model %s ready in %.1fs (backend %s, %d at once, context %d)",
@@ -264,6 +266,12 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
+    async def load(request: Request) -> Response:
+        server = state.server
+        if server is None:
+            return _not_ready(state)
+        return json_response(load_document(server.admission, server.prefixes, server.backend.kv_cache_usage))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(state.load(), name="load-model")
@@ -286,6 +294,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/internal/load", load, methods=["GET"]),
     ]
     # LocalAI answers with and without the /v1 prefix.
     for prefix in ("/v1", ""):

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -22,12 +22,14 @@ from starlette.responses import Response
 
 from ..backends.base import Backend, BackendError, SamplingParams
 from ..config import ModelConfig, Parameters
+from ..prefix_blocks import request_blocks
 from ..templates import PromptRenderer
 from . import protocol
 from .admission import Admission, Ticket
 from .errors import APIError, from_backend, from_validation, model_not_found
 from .framing import Framing
 from .generation import Generation, postprocess, usage_of
+from .load import PrefixSlots
 from .metrics import ServerMetrics
 from .serving_choices import stream_choices
 from .streaming import EventStream, json_response, until_disconnected
@@ -48,11 +50,23 @@ class ModelServer:
     admission: Admission
     metrics: ServerMetrics
     max_body_bytes: int
+    prefixes: PrefixSlots = field(default_factory=lambda: PrefixSlots(1))
+    """The prompt prefixes the slots hold, for the router's load-aware picker (load.py)."""
 
     def check_model(self, requested: str) -> None:
         # An empty `model` is accepted: one process serves one model, and some clients omit it.
         if requested and requested != self.name:
             raise model_not_found(requested)
+
+    def note_prompt(self, body: bytes) -> None:
+        """Record a valid request's prompt prefix. The raw JSON, not the parsed request, is hashed:
+        it is what the router hashes, and pydantic's normalisation could make the two differ."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:  # pydantic accepted what orjson does not (NaN): nothing to note
+            return
+        if isinstance(data, dict):
+            self.prefixes.record(request_blocks(data))
 
 
 # -- request bodies ------------------------------------------------------------------------------

@@ -172,8 +172,10 @@ def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | 
 
 async def create_chat_completion(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
-    req = parse(protocol.ChatCompletionRequest, await read_body(request, server.max_body_bytes))
+    body = await read_body(request, server.max_body_bytes)
+    req = parse(protocol.ChatCompletionRequest, body)
     server.check_model(req.model)
+    server.note_prompt(body)
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
     tools, tool_choice = _tools(req)
     prompt = await render_chat(

@@ -94,8 +94,10 @@ def _prompt_texts(prompt: str | list[str] | list[int] | list[list[int]], n: int)
 
 async def create_completion(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
-    req = parse(protocol.CompletionRequest, await read_body(request, server.max_body_bytes))
+    body = await read_body(request, server.max_body_bytes)
+    req = parse(protocol.CompletionRequest, body)
     server.check_model(req.model)
+    server.note_prompt(body)
     n = choice_count(server.config, req)
     texts = _prompt_texts(req.prompt, n)
     if req.best_of is not None and req.best_of > 1:
