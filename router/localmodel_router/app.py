@@ -90,7 +90,9 @@ class RouterApp:
             await self.discovery.start(self.table)
         else:
             self.table.synced = True
-        self._background.append(asyncio.get_running_loop().create_task(self.scale.run()))
+        loop = asyncio.get_running_loop()
+        self._background.append(loop.create_task(self.scale.run()))
+        self._background.append(loop.create_task(self.forwarder.picker.run()))
 
     async def shutdown(self) -> None:
         for task in self._background:

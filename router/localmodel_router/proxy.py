@@ -16,6 +16,7 @@ from localmodel_router.balance import PrefixAffinity, least_in_flight, prefix_ke
 from localmodel_router.dialects import OPENAI, Dialect
 from localmodel_router.errors import RouterError
 from localmodel_router.metrics import ModelMetrics
+from localmodel_router.picker import LoadPicker
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import Endpoint, ModelEntry, ModelTable
@@ -41,6 +42,7 @@ class Forwarder:
         self.scale = scale
         self.waiting = 0
         self._affinity: dict[str, PrefixAffinity] = {}
+        self.picker = LoadPicker(table, pool)
 
     async def ready_endpoints(self, entry: ModelEntry, metrics: ModelMetrics) -> list[Endpoint]:
         """The model's ready endpoints, waking it from zero and waiting (bounded) when it has none."""
@@ -70,6 +72,8 @@ class Forwarder:
             if affinity is None:
                 affinity = self._affinity[entry.name] = PrefixAffinity()
             return affinity.choose(endpoints, prefix_key(data))
+        if entry.settings.strategy == "loadAware":
+            return self.picker.choose(endpoints, data)
         return least_in_flight(endpoints)
 
     async def forward(

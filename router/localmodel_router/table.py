@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -134,6 +134,8 @@ class ModelTable:
         self.models: dict[str, ModelEntry] = {}
         self.synced = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.on_forget: list[Callable[[str], None]] = []
+        """Called with each endpoint address that leaves a model, so per-endpoint state goes with it."""
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
@@ -153,6 +155,7 @@ class ModelTable:
     def remove_model(self, name: str) -> None:
         entry = self.models.pop(name, None)
         if entry is not None:
+            self._forget(entry.endpoints)
             self._notify(entry)
 
     def set_endpoints(self, name: str, endpoints: Iterable[tuple[str, bool]]) -> None:
@@ -168,9 +171,17 @@ class ModelTable:
                 endpoint = Endpoint(address, ready)
             endpoint.ready = ready
             fresh.append(endpoint)
+        if self.on_forget:
+            kept = {e.address for e in fresh}
+            self._forget([e for e in entry.endpoints if e.address not in kept])
         entry.endpoints = fresh
         entry.ready_endpoints = [e for e in fresh if e.ready]
         self._notify(entry)
+
+    def _forget(self, gone: list[Endpoint]) -> None:
+        for endpoint in gone:
+            for forget in self.on_forget:
+                forget(endpoint.address)
 
     def replace_all(self, models: dict[str, tuple[ModelSettings, list[tuple[str, bool]]]]) -> None:
         """Make the table equal to `models` (a reloaded local table, a relisted cluster)."""

@@ -12,7 +12,7 @@ from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Device = Literal["auto", "cpu", "nvidia", "intel"]
-LoadBalancing = Literal["leastInFlight", "prefixAffinity"]
+LoadBalancing = Literal["leastInFlight", "prefixAffinity", "loadAware"]
 """How the router spreads a model's requests over its endpoints."""
 DEFAULT_LOAD_BALANCING: LoadBalancing = "leastInFlight"
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 600
@@ -113,7 +113,9 @@ class DeploymentSpec(K8sBlock):
     service_account_name: str | None = opt("Service account of the pods.", alias="serviceAccountName")
     autoscaling: Autoscaling | None = opt("Autoscaling and scale to zero.")
     load_balancing: LoadBalancing | None = opt(
-        "How the router spreads requests: leastInFlight (default) or prefixAffinity (for prompt caches).",
+        "How the router spreads requests: leastInFlight (default), prefixAffinity (for prompt caches) or "
+        "loadAware (scores each replica by its queue, KV-cache use and cached prompt prefixes, as polled "
+        "from the replica).",
         alias="loadBalancing",
     )
     hf_token_secret_ref: SecretKeyRef | None = opt(
