@@ -346,10 +346,14 @@ def plot(results: dict[str, dict[str, Metrics]], out: Path) -> list[Path]:
     written: list[Path] = []
     panels = [
         ("engine", ["runtime", "llama-server"], "random/"),
-        ("cluster-random", ["router:leastInFlight", "router:prefixAffinity", "nginx-rr"], "random/"),
+        (
+            "cluster-random",
+            ["router:leastInFlight", "router:prefixAffinity", "router:loadAware", "nginx-rr"],
+            "random/",
+        ),
         (
             "cluster-shared-prefix",
-            ["router:leastInFlight", "router:prefixAffinity", "nginx-rr"],
+            ["router:leastInFlight", "router:prefixAffinity", "router:loadAware", "nginx-rr"],
             "shared-prefix/",
         ),
     ]
@@ -418,7 +422,7 @@ def main() -> int:
         with runtime(model, work, threads=2) as url:
             run("runtime", url, by_load)
         with pair(lambda: runtime(model, work, threads=1)) as upstreams:
-            for strategy in ("leastInFlight", "prefixAffinity"):
+            for strategy in ("leastInFlight", "prefixAffinity", "loadAware"):
                 with router(upstreams, strategy, work) as url:
                     run(f"router:{strategy}", url, concurrency + shared_prefix)
         with pair(lambda: llama_server(model, work, threads=1)) as upstreams, nginx(upstreams, work) as url:
