@@ -57,6 +57,9 @@ def test_blocks_are_chained_whole_blocks_of_the_canonical_text() -> None:
     assert request_blocks(parts)[:4] == first[:4]
     assert len(request_blocks({"prompt": [SYSTEM, "other"]})) == len(SYSTEM) // BLOCK_CHARS
     assert request_blocks({"prompt": "short"}) == [] and request_blocks({"input": 3}) == []
+    # Bodies the router has not validated never make hashing raise.
+    odd = {"messages": [7, {"role": 1, "content": [{"text": 5}, "x", {"text": SYSTEM}]}], "system": {"a": 1}}
+    assert len(request_blocks(odd)) == 4
 
 
 def test_prefix_slots_replace_like_the_batch_engine_and_the_document_lists_them() -> None:
