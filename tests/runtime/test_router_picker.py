@@ -126,6 +126,32 @@ def test_a_request_goes_to_the_replica_holding_its_prefix(
     assert served(b) - before_b == 6 and served(a) == before_a
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/messages",
+            {
+                "model": MODEL,
+                "system": "Anthropic style. " * 40,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2,
+            },
+        ),
+        ("/responses", {"model": MODEL, "input": "A responses prompt. " * 40, "max_output_tokens": 16}),
+        ("/completions", {"model": MODEL, "prompt": "A plain completion. " * 40, "max_tokens": 2}),
+    ],
+)
+def test_every_generating_path_publishes_the_prefix_the_router_computes(
+    replicas: list[RuntimeServer], path: str, body: dict[str, Any]
+) -> None:
+    a = replicas[0]
+    reply = httpx.post(f"{a.api_url}{path}", json=body, timeout=120)
+    assert reply.status_code == 200
+    blocks = request_blocks(body)
+    assert len(blocks) >= 2 and set(blocks) <= set(load(a)["blocks"])
+
+
 def sees_idle(view: LoadPicker) -> bool:
     for endpoint in view.table.models[MODEL].ready_endpoints:
         state = view.states.get(endpoint.address)

@@ -253,8 +253,10 @@ async def count_tokens(server: ModelServer, request: Request) -> Response:
 
 async def create_message(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
-    req = parse(MessagesRequest, await read_body(request, server.max_body_bytes))
+    body = await read_body(request, server.max_body_bytes)
+    req = parse(MessagesRequest, body)
     server.check_model(req.model)
+    server.note_prompt(body)
     prompt, tools, tool_choice = await _prompt(server, req)
     sampling = protocol.SamplingRequest.model_validate(
         {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "stop": req.stop_sequences}

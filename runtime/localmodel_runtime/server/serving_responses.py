@@ -247,8 +247,10 @@ def from_chat_completion(stream: ResponsesStream, body: dict[str, Any]) -> dict[
 
 async def create_response(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
-    req = parse(ResponsesRequest, await read_body(request, server.max_body_bytes))
+    body = await read_body(request, server.max_body_bytes)
+    req = parse(ResponsesRequest, body)
     server.check_model(req.model)
+    server.note_prompt(body)
     if req.previous_response_id:
         raise APIError(
             400,
