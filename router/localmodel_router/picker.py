@@ -14,7 +14,7 @@ wins (ties at random, so idle replicas share the traffic):
 - `kv_cache_usage` (0..1) is the share of the KV cache that running requests hold, scaled down with
   the load when requests have ended since the poll.
 - `prefix_hit` (0..1) is the share of the request's prompt blocks whose prefix the replica's slots hold
-  (chained block hashes of the request text, `localmodel_runtime.prefix_blocks`).
+  (prefix hashes of the request text in fixed-size blocks, `localmodel_runtime.prefix_blocks`).
 
 With W_PREFIX = W_LOAD a replica holding the whole prompt is preferred while it has a free slot and
 left for an idle one once a request would have to wait there: a queued request waits for a whole
@@ -42,7 +42,7 @@ import orjson
 from localmodel_router.balance import least_in_flight
 from localmodel_router.table import Endpoint, ModelTable
 from localmodel_router.upstream import Pool, UpstreamError
-from localmodel_runtime.prefix_blocks import BLOCK_CHARS, request_blocks
+from localmodel_runtime.prefix_blocks import BLOCK_BYTES, request_blocks
 
 log = logging.getLogger("localmodel.router.picker")
 
@@ -83,7 +83,7 @@ class LoadState:
             raise ValueError(f"the load document lacks {exc}") from None
         blocks = data.get("blocks")
         # Hashes of another block size name other prefixes (a runtime of another version): ignore them.
-        if data.get("block_chars") != BLOCK_CHARS or not isinstance(blocks, list):
+        if data.get("block_bytes") != BLOCK_BYTES or not isinstance(blocks, list):
             blocks = []
         return cls(
             max(0, running),
@@ -96,7 +96,7 @@ class LoadState:
 
 
 def prefix_hit(blocks: Sequence[str], held: set[str]) -> float:
-    """The share of `blocks` (a request's chained hashes) whose prefix `held` contains."""
+    """The share of `blocks` (a request's prefix hashes) whose prefix `held` contains."""
     if not blocks or not held:
         return 0.0
     count = 0

@@ -1,12 +1,12 @@
-"""Prompt prefixes as chained block hashes, computed the same way by the runtime and the router.
+"""Prompt prefixes as block hashes, computed the same way by the runtime and the router.
 
 The router sees a request's JSON, never its tokens, so the unit both sides agree on is text: the
-prompt (or the chat messages, each as role and text) in a canonical form, cut into fixed-size
-character blocks. Block i's hash covers block i and, through its parent's hash, every block before
-it (vLLM's and llm-d's block hashes are chained the same way), so one hash names a whole prefix and a
-set of hashes answers "how long a prefix of this request is held here" by walking the request's
-hashes in order until one is missing. Only whole blocks are hashed: a trailing partial block names
-no reusable prefix.
+prompt (or the chat messages, each as role and text) in a canonical form, UTF-8 encoded and cut into
+fixed-size blocks. Block i's hash is the hash of everything up to the end of block i, so one hash
+names a whole prefix (as vLLM's and llm-d's chained block hashes do), and a set of hashes answers
+"how long a prefix of this request is held here" by walking the request's hashes in order until one
+is missing. Only whole blocks are hashed: a trailing partial block names no reusable prefix. One
+running hash state copied at each block boundary gives every prefix's hash in a single pass.
 
 A runtime publishes the hashes of the prompts its slots hold (`GET /v1/internal/load`); the router's
 load-aware picker hashes each request with `request_blocks` and counts the leading hits.
@@ -18,9 +18,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-BLOCK_CHARS = 256
-"""Characters per block (~64 tokens of English): fine enough that a ~1,000-token system prompt spans
-a dozen blocks, coarse enough that hashing costs a few microseconds per request."""
+BLOCK_BYTES = 256
+"""Bytes per block (~64 tokens of English): fine enough that a ~1,000-token system prompt spans a
+dozen blocks, coarse enough that hashing a request costs microseconds."""
 MAX_BLOCKS = 32
 """Blocks hashed per request at most (8 KiB of text): the bound keeps a 200 KB prompt as cheap to
 route as a short one, and shared system prompts sit at the start anyway."""
@@ -36,8 +36,8 @@ def _text(content: Any) -> str:
     return ""
 
 
-def prompt_text(body: Mapping[str, Any], limit: int = BLOCK_CHARS * MAX_BLOCKS) -> str:
-    """The canonical text of a request's prompt, at most `limit` characters.
+def prompt_text(body: Mapping[str, Any], limit: int = BLOCK_BYTES * MAX_BLOCKS) -> str:
+    """The canonical text of a request's prompt, at most `limit` characters (enough for `limit` bytes).
 
     Chat messages are joined as `role NUL text SOH` so the same words in another role (a system prompt
     vs a user turn) give other blocks; an Anthropic-style top-level `system` comes first. A completion
@@ -67,15 +67,16 @@ def prompt_text(body: Mapping[str, Any], limit: int = BLOCK_CHARS * MAX_BLOCKS) 
     return prompt[:limit] if isinstance(prompt, str) else ""
 
 
-def block_hashes(text: str, block_chars: int = BLOCK_CHARS) -> list[str]:
-    """The chained hashes (16 hex digits each) of the whole `block_chars` blocks of `text`."""
+def block_hashes(text: str, block_bytes: int = BLOCK_BYTES, max_blocks: int = MAX_BLOCKS) -> list[str]:
+    """The hashes (16 hex digits each) of the prefixes of `text` that end on a whole block."""
+    data = text.encode("utf-8", "surrogatepass")
+    end = min(len(data) // block_bytes, max_blocks) * block_bytes
+    view = memoryview(data)
+    state = hashlib.blake2b(digest_size=8)
     hashes: list[str] = []
-    parent = b""
-    for start in range(0, len(text) - block_chars + 1, block_chars):
-        block = text[start : start + block_chars].encode("utf-8", "surrogatepass")
-        digest = hashlib.blake2b(parent + block, digest_size=8).digest()
-        hashes.append(digest.hex())
-        parent = digest
+    for start in range(0, end, block_bytes):
+        state.update(view[start : start + block_bytes])
+        hashes.append(state.copy().hexdigest())
     return hashes
 
 

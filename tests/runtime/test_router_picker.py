@@ -20,7 +20,7 @@ from localmodel_router.app import RouterApp
 from localmodel_router.picker import LoadPicker, LoadState, estimate
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelSettings, ModelTable
-from localmodel_runtime.prefix_blocks import BLOCK_CHARS, request_blocks
+from localmodel_runtime.prefix_blocks import BLOCK_BYTES, request_blocks
 from tests.support.polling import poll_until, wait_until
 from tests.support.router_fixtures import FakeRuntime, ThreadServer
 from tests.support.runtime_server import RuntimeServer, runtime_server
@@ -108,7 +108,7 @@ def test_a_request_goes_to_the_replica_holding_its_prefix(
     blocks = request_blocks(chat(system, "second turn"))
     assert len(blocks) >= 4
     document = load(b)
-    assert document["block_chars"] == BLOCK_CHARS and set(blocks) <= set(document["blocks"])
+    assert document["block_bytes"] == BLOCK_BYTES and set(blocks) <= set(document["blocks"])
     assert not set(blocks) & set(load(a)["blocks"])
     view = picker(router)
     poll_until(

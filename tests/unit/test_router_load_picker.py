@@ -3,6 +3,7 @@ the fallback to in-flight counts, pruning with the table, and that a not-ready e
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 
@@ -15,7 +16,13 @@ from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import Endpoint, ModelSettings, ModelTable
 from localmodel_router.upstream import Pool
-from localmodel_runtime.prefix_blocks import BLOCK_CHARS, block_hashes, prompt_text, request_blocks
+from localmodel_runtime.prefix_blocks import (
+    BLOCK_BYTES,
+    MAX_BLOCKS,
+    block_hashes,
+    prompt_text,
+    request_blocks,
+)
 from localmodel_runtime.server.admission import Admission, AdmissionSettings
 from localmodel_runtime.server.load import PrefixSlots, load_document
 
@@ -41,21 +48,28 @@ def fresh(**kwargs: object) -> LoadState:
     return LoadState(at=time.monotonic(), **kwargs)  # type: ignore[arg-type]
 
 
-def test_blocks_are_chained_whole_blocks_of_the_canonical_text() -> None:
+def test_blocks_are_prefix_hashes_of_whole_blocks_of_the_canonical_text() -> None:
     first, second = request_blocks(chat(SYSTEM, "hello")), request_blocks(chat(SYSTEM, "bye"))
-    assert len(first) == len(prompt_text(chat(SYSTEM, "hello"))) // BLOCK_CHARS >= 4
+    assert len(first) == len(prompt_text(chat(SYSTEM, "hello"))) // BLOCK_BYTES >= 4
     # Same system prompt: the same leading blocks; the turn that differs changes only what follows.
     assert first[:4] == second[:4]
-    # Chained: the same block text after a different start hashes differently.
-    text = "x" * BLOCK_CHARS
-    assert block_hashes("a" * BLOCK_CHARS + text)[1] != block_hashes("b" * BLOCK_CHARS + text)[1]
+    # Each hash names the whole prefix: the same block after a different start hashes differently.
+    text = "x" * BLOCK_BYTES
+    assert block_hashes("a" * BLOCK_BYTES + text)[1] != block_hashes("b" * BLOCK_BYTES + text)[1]
+    # Blocks are bytes of UTF-8 (multi-byte characters included), and the count is bounded.
+    wide = "Zürich — 東京 " * 600  # 11,400 bytes: more than MAX_BLOCKS blocks
+    data = wide.encode()
+    expected = [
+        hashlib.blake2b(data[: i * BLOCK_BYTES], digest_size=8).hexdigest() for i in range(1, MAX_BLOCKS + 1)
+    ]
+    assert block_hashes(wide) == expected
     # A role is part of the text: a system prompt sent as a user turn names other blocks.
     as_user = request_blocks({"messages": [{"role": "user", "content": SYSTEM}]})
     assert not set(as_user) & set(first)
     # Content parts and a plain completion prompt have canonical text too; short prompts no blocks.
     parts = {"messages": [{"role": "system", "content": [{"type": "text", "text": SYSTEM}]}]}
     assert request_blocks(parts)[:4] == first[:4]
-    assert len(request_blocks({"prompt": [SYSTEM, "other"]})) == len(SYSTEM) // BLOCK_CHARS
+    assert len(request_blocks({"prompt": [SYSTEM, "other"]})) == len(SYSTEM) // BLOCK_BYTES
     assert request_blocks({"prompt": "short"}) == [] and request_blocks({"input": 3}) == []
     # Bodies the router has not validated never make hashing raise.
     odd = {"messages": [7, {"role": 1, "content": [{"text": 5}, "x", {"text": SYSTEM}]}], "system": {"a": 1}}
@@ -75,13 +89,13 @@ def test_prefix_slots_replace_like_the_batch_engine_and_the_document_lists_them(
     admission = Admission(AdmissionSettings(limit=2, max_waiting=4))
     document = load_document(admission, slots, lambda: None)
     assert document["running"] == 0 and document["waiting"] == 0 and document["limit"] == 2
-    assert document["kv_cache_usage"] == 0.0 and document["block_chars"] == BLOCK_CHARS
+    assert document["kv_cache_usage"] == 0.0 and document["block_bytes"] == BLOCK_BYTES
     assert set(document["blocks"]) == set(slots.held())
 
 
 def test_load_state_parses_the_document_and_refuses_others() -> None:
     state = LoadState.parse(
-        b'{"running":2,"waiting":1,"limit":4,"kv_cache_usage":0.5,"block_chars":256,"blocks":["ab"]}', 1.0
+        b'{"running":2,"waiting":1,"limit":4,"kv_cache_usage":0.5,"block_bytes":256,"blocks":["ab"]}', 1.0
     )
     assert (state.running, state.waiting, state.limit, state.kv_cache_usage, state.blocks) == (
         2,
@@ -91,7 +105,7 @@ def test_load_state_parses_the_document_and_refuses_others() -> None:
         {"ab"},
     )
     other_size = LoadState.parse(
-        b'{"running":0,"waiting":0,"limit":4,"kv_cache_usage":0,"block_chars":64,"blocks":["ab"]}', 1.0
+        b'{"running":0,"waiting":0,"limit":4,"kv_cache_usage":0,"block_bytes":64,"blocks":["ab"]}', 1.0
     )
     assert other_size.blocks == set()
     for raw in (b"[]", b'{"object":"chat.completion"}', b'{"running":"x","waiting":0,"limit":1}'):

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..prefix_blocks import BLOCK_CHARS
+from ..prefix_blocks import BLOCK_BYTES
 from .admission import Admission
 
 
@@ -32,7 +32,7 @@ class _Slot:
 
 
 def _shared(a: list[str], b: list[str]) -> int:
-    """Leading blocks two chains share; since the hashes are chained, the first difference ends it."""
+    """Leading blocks two prompts share; each hash names a whole prefix, so the first difference ends it."""
     count = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -75,6 +75,6 @@ def load_document(
         "waiting": admission.waiting,
         "limit": limit,
         "kv_cache_usage": usage,
-        "block_chars": BLOCK_CHARS,
+        "block_bytes": BLOCK_BYTES,
         "blocks": prefixes.held(),
     }
