@@ -1,7 +1,8 @@
 """Forwarding one OpenAI request to an endpoint of its model, and its response back, unbuffered.
 
-Retry rule: a connection failure, or a 5xx status, before anything has been sent to the client goes
-once to another ready endpoint. After the first byte nothing is retried; a stream that breaks ends
+Retry rule: a connection failure, a 5xx status or a 429 (that replica's queue is full) before anything
+has been sent to the client goes once to another ready endpoint; a 429 that is not retried reaches the
+client with its `Retry-After`. After the first byte nothing is retried; a stream that breaks ends
 with an SSE `data: {"error": ...}` event, which the OpenAI clients raise as `APIError`.
 """
 
@@ -112,10 +113,11 @@ class Forwarder:
                     endpoint = other
                     continue
                 try:
-                    if response.status >= 500 and not retried:
+                    status = response.status
+                    if (status >= 500 or status == 429) and not retried:
                         other = self._other(entry, attempt)
                         if other is not None:
-                            metrics.upstream_error("5xx")
+                            metrics.upstream_error("5xx" if status >= 500 else "429")
                             metrics.retries.inc()
                             retried = True
                             endpoint = other
@@ -144,6 +146,9 @@ class Forwarder:
                 raw = b""
             payload = dialect.normalise(status, raw)
             headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+            retry_after = response.header(b"retry-after")
+            if retry_after is not None:
+                headers.append((b"retry-after", retry_after))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
             return status
