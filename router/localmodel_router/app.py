@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from localmodel_router.autosetup import AutoSetup, Requester
 from localmodel_router.dialects import dialect_for
 from localmodel_router.discovery import Discovery
 from localmodel_router.errors import RouterError
+from localmodel_router.intake import DisconnectWatch, read_body, too_large
 from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
 from localmodel_router.scaling import ScaleManager
@@ -71,6 +71,7 @@ class RouterApp:
         )
         self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
         self.autosetup = autosetup
+        self._openapi: bytes | None = None
         self._background: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -138,7 +139,12 @@ class RouterApp:
             return self.list_models
         if route.startswith("/models/"):
             return self.get_model
-        return {"/healthz": self.healthz, "/readyz": self.readyz, "/metrics": self.prometheus}.get(route)
+        return {
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/metrics": self.prometheus,
+            "/openapi.json": self.openapi,
+        }.get(route)
 
     def _authorise(self, scope: Scope) -> str | None:
         """The bearer token (or Anthropic's `x-api-key`); 401 when keys are configured and it is not
@@ -176,6 +182,13 @@ class RouterApp:
             raise RouterError(503, "discovery has not synced yet", "not_ready")
         await respond(send, 200, b'{"status":"ok"}', _JSON)
 
+    async def openapi(self, scope: Scope, send: Send) -> None:
+        if self._openapi is None:
+            from localmodel_router.openapi import router_document_bytes
+
+            self._openapi = router_document_bytes()
+        await respond(send, 200, self._openapi, _JSON)
+
     async def prometheus(self, scope: Scope, send: Send) -> None:
         await respond(send, 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")])
 
@@ -211,9 +224,9 @@ class RouterApp:
             elif name in _FORWARDED:
                 forwarded.append(name + b": " + value + b"\r\n")
         if length is not None and length > settings.max_body_bytes:
-            raise _too_large(settings.max_body_bytes)
+            raise too_large(settings.max_body_bytes)
         try:
-            body = await read_body(receive, settings.max_body_bytes)
+            body = await read_body(receive, settings.max_body_bytes, settings.body_timeout)
         except ClientGone:
             return
         data = parse_body(body)
@@ -246,7 +259,7 @@ class RouterApp:
         status = 500
         try:
             # A client that goes away cancels this task, and with it the upstream request.
-            async with _DisconnectWatch(receive):
+            async with DisconnectWatch(receive):
                 status = await self.forwarder.forward(
                     send, entry, metrics, data, head, body, started, dialect
                 )
@@ -266,8 +279,9 @@ class RouterApp:
         """Automatic setup of an unknown model, holding the request; None when the client left."""
         assert self.autosetup is not None
         try:
-            async with _DisconnectWatch(receive):
-                return await self.autosetup.serve(Requester(requested, _client(scope)))
+            with self.forwarder.waiting_slot(f"model {requested!r} is being set up"):
+                async with DisconnectWatch(receive):
+                    return await self.autosetup.serve(Requester(requested, _client(scope)))
         except ClientGone:
             return None
 
@@ -281,68 +295,6 @@ def _client(scope: Scope) -> str:
             who += f" (x-forwarded-for: {value.decode('latin-1')[:200]})"
             break
     return who
-
-
-class _DisconnectWatch:
-    """While entered, a disconnect of the client cancels the task that entered it (cheaper than running
-    the work in a task of its own); that cancellation leaves the block as ClientGone, any other stays a
-    cancellation."""
-
-    __slots__ = ("done", "fired", "receive", "task", "watcher")
-
-    def __init__(self, receive: Receive) -> None:
-        self.receive = receive
-        self.done = False
-        self.fired = False
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.task = task
-        self.watcher = asyncio.get_running_loop().create_task(self._run())
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.done = True
-        self.watcher.cancel()
-        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and self.fired:
-            self.task.uncancel()
-            raise ClientGone from None
-
-    async def _run(self) -> None:
-        message = await self.receive()
-        if message["type"] == "http.disconnect" and not self.done:
-            self.fired = True
-            self.task.cancel()
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(parts)
-
-
-def _too_large(limit: int) -> RouterError:
-    return RouterError(413, f"the request body exceeds the limit of {limit} bytes", "request_too_large")
 
 
 def _model_object(entry: ModelEntry) -> dict[str, Any]:

@@ -8,7 +8,9 @@ with an SSE `data: {"error": ...}` event, which the OpenAI clients raise as `API
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -48,22 +50,30 @@ class Forwarder:
         if entry.ready_endpoints:
             return entry.ready_endpoints
         settings = self.settings
-        retry_after = [(b"retry-after", str(settings.retry_after).encode())]
-        if self.waiting >= settings.max_waiting:
-            raise RouterError(
-                503, f"model {entry.name!r} has no ready endpoint", "model_not_ready", None, retry_after
-            )
-        if self.scale.can_wake(entry) and self.scale.wake(entry):
-            metrics.scale_ups.inc()
-        self.waiting += 1
-        try:
+        with self.waiting_slot(f"model {entry.name!r} has no ready endpoint"):
+            if self.scale.can_wake(entry) and self.scale.wake(entry):
+                metrics.scale_ups.inc()
             found = await self.table.wait_ready(entry.name, settings.cold_start_timeout)
-        finally:
-            self.waiting -= 1
         if found is None or not found.ready_endpoints:
             message = f"model {entry.name!r} has no ready endpoint after {settings.cold_start_timeout:g}s"
-            raise RouterError(503, message, "model_not_ready", None, retry_after)
+            raise RouterError(503, message, "model_not_ready", None, self.retry_after())
         return found.ready_endpoints
+
+    def retry_after(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.settings.retry_after).encode())]
+
+    @contextlib.contextmanager
+    def waiting_slot(self, why: str) -> Iterator[None]:
+        """Hold one of the `max_waiting` places of requests that wait (for a cold start or an automatic
+        setup); 503 with `Retry-After` when none is left. `why` says what the request would wait for."""
+        if self.waiting >= self.settings.max_waiting:
+            message = f"{why} and {self.waiting} requests are already waiting; retry later"
+            raise RouterError(503, message, "model_not_ready", None, self.retry_after())
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
 
     def choose(self, entry: ModelEntry, endpoints: list[Endpoint], data: dict[str, Any]) -> Endpoint:
         if entry.settings.strategy == "prefixAffinity":
