@@ -22,7 +22,7 @@ from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
-from localmodel_router.table import ModelEntry, ModelTable, Scaler
+from localmodel_router.table import Endpoint, ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
 from localmodel_runtime.client_gone import ClientGone
@@ -71,8 +71,23 @@ class RouterApp:
         )
         self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
         self.autosetup = autosetup
+        table.model_removed.append(self._forget_model)
+        table.endpoints_removed.append(self._forget_endpoints)
         self._openapi: bytes | None = None
         self._background: list[asyncio.Task[None]] = []
+
+    def _forget_model(self, entry: ModelEntry) -> None:
+        """Every piece of per-model state goes with the model (a deleted model must leave nothing)."""
+        self.metrics.forget(entry.name)
+        self.forwarder.forget(entry.name)
+        self.scale.forget(entry.name)
+        clock = self.scale.clock
+        if clock is not None:
+            clock.forget(entry)
+
+    def _forget_endpoints(self, entry: ModelEntry, gone: list[Endpoint]) -> None:
+        for endpoint in gone:
+            self.pool.drop(endpoint.host, endpoint.port)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -75,6 +75,9 @@ class Forwarder:
         finally:
             self.waiting -= 1
 
+    def forget(self, name: str) -> None:
+        self._affinity.pop(name, None)
+
     def choose(self, entry: ModelEntry, endpoints: list[Endpoint], data: dict[str, Any]) -> Endpoint:
         if entry.settings.strategy == "prefixAffinity":
             affinity = self._affinity.get(entry.name)
