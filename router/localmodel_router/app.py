@@ -195,6 +195,8 @@ class RouterApp:
     async def readyz(self, scope: Scope, send: Send) -> None:
         if not self.table.synced:
             raise RouterError(503, "discovery has not synced yet", "not_ready")
+        if self.discovery is not None and not self.discovery.healthy:
+            raise RouterError(503, "discovery lost its watches and is listing again", "not_ready")
         await respond(send, 200, b'{"status":"ok"}', _JSON)
 
     async def openapi(self, scope: Scope, send: Send) -> None:
