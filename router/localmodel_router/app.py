@@ -5,6 +5,7 @@ headers, parses the JSON body once with orjson and hands over to the forwarder."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -146,6 +147,13 @@ class RouterApp:
         except RouterError as exc:
             body = dialect.error(exc.status, exc.message, exc.code, exc.param)
             await respond(send, exc.status, body, _JSON + exc.headers)
+        except Exception:
+            # A bug of ours: logged, and answered in the API's shape (not the server's plain text) when
+            # nothing was sent yet; a second response start fails and the connection is dropped.
+            log.exception("router error on %s %s", method, path)
+            body = dialect.error(500, "internal error in the router", "internal_error", None)
+            with contextlib.suppress(Exception):
+                await respond(send, 500, body, _JSON)
 
     def _simple(self, route: str, method: str) -> Callable[[Scope, Send], Awaitable[None]] | None:
         if method not in ("GET", "HEAD"):

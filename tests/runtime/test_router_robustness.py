@@ -157,3 +157,20 @@ async def test_a_null_text_part_is_routed_and_answered_in_openai_shape(
         assert answer.json()["object"] == "chat.completion"
     else:
         assert answer.json()["error"]["message"]
+
+
+def test_a_bug_in_the_router_is_an_openai_shaped_500(
+    runtimes: list[RuntimeServer], router_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever slips through (here: the affinity key raising, as the null text did), the client gets
+    OpenAI's error body, never the server's plain text."""
+
+    def broken(body: dict[str, Any], limit: int = 256) -> bytes:
+        raise TypeError("sequence item 0: expected str instance, NoneType found")
+
+    monkeypatch.setattr("localmodel_router.proxy.prefix_key", broken)
+    _, router = router_for([address(r) for r in runtimes], "prefixAffinity")
+    answer = httpx.post(router.url + "/v1/completions", json={"model": "tiny", "prompt": "x"}, timeout=60)
+    assert answer.status_code == 500 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["code"] == "internal_error"
+    assert httpx.get(router.url + "/healthz").status_code == 200
