@@ -5,7 +5,7 @@ VENV := $(CACHE)/venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up selfcheck test browser lint typecheck pytest fuzz crd k8s-bins cluster-up cluster-down \
+.PHONY: setup up selfcheck test browser lint typecheck pytest fuzz soak crd k8s-bins cluster-up cluster-down \
         test-gpu test-backends test-vllm-cpu bench-serving kind-up kind-load kind-e2e clean
 
 setup:
@@ -39,6 +39,13 @@ pytest: setup
 FUZZ_EXAMPLES ?= 1250
 fuzz: setup
 	LOCALMODEL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider -s tests/runtime/test_fuzz.py $(PYTEST_ARGS)
+
+## The soak (not part of `make test`): SOAK_SECONDS of mixed streamed and whole requests through the
+## router to two real runtimes while models are added and deleted; fails on a 5xx, a cut stream or more
+## than 5 % RSS growth. Writes bench/results/soak.json.
+SOAK_SECONDS ?= 1800
+soak: setup
+	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS)
 
 ## Real CPU runs of transformers, sentence-transformers, OpenVINO and RWKV, in .cache/venv-backends.
 test-backends:

@@ -5,10 +5,10 @@ headers, parses the JSON body once with orjson and hands over to the forwarder."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -19,11 +19,12 @@ from localmodel_router.console import Console, owns
 from localmodel_router.dialects import dialect_for
 from localmodel_router.discovery import Discovery
 from localmodel_router.errors import RouterError
+from localmodel_router.intake import DisconnectWatch, read_body, too_large
 from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
 from localmodel_router.scaling import ScaleManager
 from localmodel_router.settings import RouterSettings
-from localmodel_router.table import ModelEntry, ModelTable, Scaler
+from localmodel_router.table import Endpoint, ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
 from localmodel_router.upstream import Pool
 from localmodel_runtime.client_gone import ClientGone
@@ -75,7 +76,23 @@ class RouterApp:
         self.forwarder = Forwarder(table, self.pool, self.settings, self.scale)
         self.autosetup = autosetup
         self.console = Console(table, self.keys, discovery, galleries, autosetup)
+        table.model_removed.append(self._forget_model)
+        table.endpoints_removed.append(self._forget_endpoints)
+        self._openapi: bytes | None = None
         self._background: list[asyncio.Task[None]] = []
+
+    def _forget_model(self, entry: ModelEntry) -> None:
+        """Every piece of per-model state goes with the model (a deleted model must leave nothing)."""
+        self.metrics.forget(entry.name)
+        self.forwarder.forget(entry.name)
+        self.scale.forget(entry.name)
+        clock = self.scale.clock
+        if clock is not None:
+            clock.forget(entry)
+
+    def _forget_endpoints(self, entry: ModelEntry, gone: list[Endpoint]) -> None:
+        for endpoint in gone:
+            self.pool.drop(endpoint.host, endpoint.port)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -139,6 +156,13 @@ class RouterApp:
         except RouterError as exc:
             body = dialect.error(exc.status, exc.message, exc.code, exc.param)
             await respond(send, exc.status, body, _JSON + exc.headers)
+        except Exception:
+            # A bug of ours: logged, and answered in the API's shape (not the server's plain text) when
+            # nothing was sent yet; a second response start fails and the connection is dropped.
+            log.exception("router error on %s %s", method, path)
+            body = dialect.error(500, "internal error in the router", "internal_error", None)
+            with contextlib.suppress(Exception):
+                await respond(send, 500, body, _JSON)
 
     def _simple(self, route: str, method: str) -> Callable[[Scope, Send], Awaitable[None]] | None:
         if method not in ("GET", "HEAD"):
@@ -147,7 +171,12 @@ class RouterApp:
             return self.list_models
         if route.startswith("/models/"):
             return self.get_model
-        return {"/healthz": self.healthz, "/readyz": self.readyz, "/metrics": self.prometheus}.get(route)
+        return {
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/metrics": self.prometheus,
+            "/openapi.json": self.openapi,
+        }.get(route)
 
     def _authorise(self, scope: Scope) -> str | None:
         """The bearer token (or Anthropic's `x-api-key`); 401 when keys are configured and it is not
@@ -183,7 +212,16 @@ class RouterApp:
     async def readyz(self, scope: Scope, send: Send) -> None:
         if not self.table.synced:
             raise RouterError(503, "discovery has not synced yet", "not_ready")
+        if self.discovery is not None and not self.discovery.healthy:
+            raise RouterError(503, "discovery lost its watches and is listing again", "not_ready")
         await respond(send, 200, b'{"status":"ok"}', _JSON)
+
+    async def openapi(self, scope: Scope, send: Send) -> None:
+        if self._openapi is None:
+            from localmodel_router.openapi import router_document_bytes
+
+            self._openapi = router_document_bytes()
+        await respond(send, 200, self._openapi, _JSON)
 
     async def prometheus(self, scope: Scope, send: Send) -> None:
         await respond(send, 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")])
@@ -220,9 +258,9 @@ class RouterApp:
             elif name in _FORWARDED:
                 forwarded.append(name + b": " + value + b"\r\n")
         if length is not None and length > settings.max_body_bytes:
-            raise _too_large(settings.max_body_bytes)
+            raise too_large(settings.max_body_bytes)
         try:
-            body = await read_body(receive, settings.max_body_bytes)
+            body = await read_body(receive, settings.max_body_bytes, settings.body_timeout)
         except ClientGone:
             return
         data = parse_body(body)
@@ -255,7 +293,7 @@ class RouterApp:
         status = 500
         try:
             # A client that goes away cancels this task, and with it the upstream request.
-            async with _DisconnectWatch(receive):
+            async with DisconnectWatch(receive):
                 status = await self.forwarder.forward(
                     send, entry, metrics, data, head, body, started, dialect
                 )
@@ -275,8 +313,9 @@ class RouterApp:
         """Automatic setup of an unknown model, holding the request; None when the client left."""
         assert self.autosetup is not None
         try:
-            async with _DisconnectWatch(receive):
-                return await self.autosetup.serve(Requester(requested, _client(scope)))
+            with self.forwarder.waiting_slot(f"model {requested!r} is being set up"):
+                async with DisconnectWatch(receive):
+                    return await self.autosetup.serve(Requester(requested, _client(scope)))
         except ClientGone:
             return None
 
@@ -290,68 +329,6 @@ def _client(scope: Scope) -> str:
             who += f" (x-forwarded-for: {value.decode('latin-1')[:200]})"
             break
     return who
-
-
-class _DisconnectWatch:
-    """While entered, a disconnect of the client cancels the task that entered it (cheaper than running
-    the work in a task of its own); that cancellation leaves the block as ClientGone, any other stays a
-    cancellation."""
-
-    __slots__ = ("done", "fired", "receive", "task", "watcher")
-
-    def __init__(self, receive: Receive) -> None:
-        self.receive = receive
-        self.done = False
-        self.fired = False
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.task = task
-        self.watcher = asyncio.get_running_loop().create_task(self._run())
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.done = True
-        self.watcher.cancel()
-        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and self.fired:
-            self.task.uncancel()
-            raise ClientGone from None
-
-    async def _run(self) -> None:
-        message = await self.receive()
-        if message["type"] == "http.disconnect" and not self.done:
-            self.fired = True
-            self.task.cancel()
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(parts)
-
-
-def _too_large(limit: int) -> RouterError:
-    return RouterError(413, f"the request body exceeds the limit of {limit} bytes", "request_too_large")
 
 
 def _model_object(entry: ModelEntry) -> dict[str, Any]:

@@ -63,6 +63,10 @@ class LoadAutoscaler:
             while samples and now - samples[0][0] > self.window:
                 samples.popleft()
 
+    def forget(self, name: str) -> None:
+        self._samples.pop(name, None)
+        self._low_since.pop(name, None)
+
     def own_load(self, name: str) -> float:
         samples = self._samples.get(name)
         return sum(n for _, n in samples) / len(samples) if samples else 0.0

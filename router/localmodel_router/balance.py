@@ -103,8 +103,10 @@ class PrefixAffinity:
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list):  # content parts: keep the text ones
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if isinstance(content, list):  # content parts: keep the text ones (the runtime judges the rest)
+        return "".join(
+            text for p in content if isinstance(p, dict) and isinstance(text := p.get("text"), str)
+        )
     return ""
 
 

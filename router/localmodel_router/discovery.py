@@ -12,6 +12,12 @@ class Discovery:
     clock: UseClock | None = None
     """The idle clock shared with the other router replicas, where there can be several."""
 
+    @property
+    def healthy(self) -> bool:
+        """Whether the source is being followed now (a Kubernetes watch that failed and has not listed
+        again is not): while it is not, the table may be stale and `/readyz` answers 503."""
+        return True
+
     async def start(self, table: ModelTable) -> None:
         raise NotImplementedError
 

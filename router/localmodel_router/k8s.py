@@ -166,6 +166,12 @@ class KubernetesDiscovery(Discovery):
         self.clock = KubernetesUseClock(self.client, identity=identity)
         self._tasks: list[asyncio.Task[None]] = []
         self._pending = 0
+        self._failing: set[tuple[str, str]] = set()
+        """(kind, namespace) of the watches that failed and have not listed again since."""
+
+    @property
+    def healthy(self) -> bool:
+        return not self._failing
 
     async def start(self, table: ModelTable) -> None:
         from lightkube import ALL_NS
@@ -191,6 +197,7 @@ class KubernetesDiscovery(Discovery):
                 listing = self.client.list(resource, namespace=watch_ns)
                 objects = [as_dict(o) async for o in listing]
                 state.replace(kind, namespace, objects)
+                self._failing.discard((kind, watch_ns))
                 if not synced:
                     synced = True
                     self._pending -= 1
@@ -208,6 +215,7 @@ class KubernetesDiscovery(Discovery):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._failing.add((kind, watch_ns))  # /readyz is false until the relist succeeds
                 log.warning("watching %s in %s failed (%s); listing again in %gs", kind, watch_ns, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

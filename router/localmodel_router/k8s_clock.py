@@ -139,6 +139,10 @@ class KubernetesUseClock:
         renewed = lease.spec.renewTime if lease.spec else None
         return renewed.timestamp() if renewed is not None else None
 
+    def forget(self, model: ModelEntry) -> None:
+        if model.settings.resource_name:
+            self._stale.pop(lease_name(model.settings.resource_name), None)
+
     async def share_load(self, model: ModelEntry, load: float) -> float:
         settings = model.settings
         if not settings.resource_name or settings.namespace is None:

@@ -105,6 +105,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="request body cap (default %(default)s)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        metavar="N",
+        help="client connections held at once; past it 503 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=defaults.max_waiting,
+        metavar="N",
+        help="requests waiting for a cold start or automatic setup; past it 503 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=defaults.header_timeout,
+        metavar="S",
+        help="seconds to send a request's headers, then 408 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=_positive,
+        default=defaults.body_timeout,
+        metavar="S",
+        help="seconds to send a request's body, then 408 (default %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     auto = parser.add_argument_group(
         "automatic setup",
@@ -205,6 +233,10 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         raise UsageError("--max-body-bytes must be positive")
     if not 0 < args.port < 65536:
         raise UsageError("--port must be between 1 and 65535")
+    if args.max_connections <= 0:
+        raise UsageError("--max-connections must be positive")
+    if args.max_waiting < 0:
+        raise UsageError("--max-waiting must not be negative")
     settings = RouterSettings(
         connect_timeout=args.connect_timeout,
         first_byte_timeout=args.first_byte_timeout,
@@ -213,6 +245,10 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         autoscale_interval=args.autoscale_interval,
         autoscale_window=args.autoscale_window,
         max_body_bytes=args.max_body_bytes,
+        max_connections=args.max_connections,
+        max_waiting=args.max_waiting,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
     )
     try:
         keys = ApiKeys.load(args.api_keys_file)
@@ -282,20 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        server_header=False,
-        date_header=False,
-        log_level=args.log_level,
-        backlog=4096,
-        timeout_keep_alive=75,
-    )
+    from localmodel_router.serving import uvicorn_config
+
+    config = uvicorn_config(app, app.settings, args.host, args.port, loop="uvloop", log_level=args.log_level)
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -58,7 +58,17 @@ class _TableCollector(Collector):
 class ModelMetrics:
     """The metric children of one model."""
 
-    __slots__ = ("_model", "_parent", "latency", "requests", "retries", "scale_ups", "ttft")
+    __slots__ = (
+        "_errors",
+        "_gone",
+        "_model",
+        "_parent",
+        "latency",
+        "requests",
+        "retries",
+        "scale_ups",
+        "ttft",
+    )
 
     def __init__(self, parent: Metrics, model: str) -> None:
         self._parent = parent
@@ -68,15 +78,37 @@ class ModelMetrics:
         self.retries = parent.retries.labels(model)
         self.scale_ups = parent.scale_ups.labels(model)
         self.requests: dict[int, Counter] = {}
+        self._errors: dict[str, Counter] = {}
+        self._gone = False
 
     def request(self, status: int) -> None:
         counter = self.requests.get(status)
         if counter is None:
+            if self._gone:
+                return  # the model was deleted while this request ran: make no new series for it
             counter = self.requests[status] = self._parent.requests.labels(self._model, str(status))
         counter.inc()
 
     def upstream_error(self, kind: str) -> None:
-        self._parent.upstream_errors.labels(self._model, kind).inc()
+        counter = self._errors.get(kind)
+        if counter is None:
+            if self._gone:
+                return
+            counter = self._errors[kind] = self._parent.upstream_errors.labels(self._model, kind)
+        counter.inc()
+
+    def remove(self) -> None:
+        """Take every series of this model out of the registry."""
+        parent, model = self._parent, self._model
+        self._gone = True
+        for status in self.requests:
+            parent.requests.remove(model, str(status))
+        for kind in self._errors:
+            parent.upstream_errors.remove(model, kind)
+        for family in (parent.latency, parent.ttft, parent.retries, parent.scale_ups):
+            family.remove(model)
+        self.requests.clear()
+        self._errors.clear()
 
 
 class Metrics:
@@ -128,6 +160,12 @@ class Metrics:
         if found is None:
             found = self._models[name] = ModelMetrics(self, name)
         return found
+
+    def forget(self, name: str) -> None:
+        """A model was deleted: its series go (a scrape must not list deleted models for ever)."""
+        found = self._models.pop(name, None)
+        if found is not None:
+            found.remove()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 
 from localmodel_router.balance import least_in_flight
-from localmodel_router.table import Endpoint, ModelTable
+from localmodel_router.table import Endpoint, ModelEntry, ModelTable
 from localmodel_router.upstream import Pool, UpstreamError
 from localmodel_runtime.prefix_blocks import BLOCK_BYTES, request_blocks
 
@@ -145,7 +145,7 @@ class LoadPicker:
         self.states: dict[str, LoadState] = {}
         self.failures: dict[str, int] = {}
         """Consecutive failed polls per address (tests and logs read it)."""
-        table.on_forget.append(self.forget)
+        table.endpoints_removed.append(self._endpoints_removed)
 
     # -- choice (hot path: no I/O) ----------------------------------------------------------------
 
@@ -185,6 +185,10 @@ class LoadPicker:
         return W_LOAD * load / state.limit + W_KV * kv - W_PREFIX * prefix_hit(blocks, state.blocks)
 
     # -- pruning (the table calls these when endpoints or models go) ------------------------------
+
+    def _endpoints_removed(self, entry: ModelEntry, gone: list[Endpoint]) -> None:
+        for endpoint in gone:
+            self.forget(endpoint.address)
 
     def forget(self, address: str) -> None:
         self.states.pop(address, None)

@@ -1,13 +1,16 @@
 """Forwarding one OpenAI request to an endpoint of its model, and its response back, unbuffered.
 
-Retry rule: a connection failure, or a 5xx status, before anything has been sent to the client goes
-once to another ready endpoint. After the first byte nothing is retried; a stream that breaks ends
+Retry rule: a connection failure, a 5xx status or a 429 (that replica's queue is full) before anything
+has been sent to the client goes once to another ready endpoint; a 429 that is not retried reaches the
+client with its `Retry-After`. After the first byte nothing is retried; a stream that breaks ends
 with an SSE `data: {"error": ...}` event, which the OpenAI clients raise as `APIError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -49,22 +52,33 @@ class Forwarder:
         if entry.ready_endpoints:
             return entry.ready_endpoints
         settings = self.settings
-        retry_after = [(b"retry-after", str(settings.retry_after).encode())]
-        if self.waiting >= settings.max_waiting:
-            raise RouterError(
-                503, f"model {entry.name!r} has no ready endpoint", "model_not_ready", None, retry_after
-            )
-        if self.scale.can_wake(entry) and self.scale.wake(entry):
-            metrics.scale_ups.inc()
-        self.waiting += 1
-        try:
+        with self.waiting_slot(f"model {entry.name!r} has no ready endpoint"):
+            if self.scale.can_wake(entry) and self.scale.wake(entry):
+                metrics.scale_ups.inc()
             found = await self.table.wait_ready(entry.name, settings.cold_start_timeout)
-        finally:
-            self.waiting -= 1
         if found is None or not found.ready_endpoints:
             message = f"model {entry.name!r} has no ready endpoint after {settings.cold_start_timeout:g}s"
-            raise RouterError(503, message, "model_not_ready", None, retry_after)
+            raise RouterError(503, message, "model_not_ready", None, self.retry_after())
         return found.ready_endpoints
+
+    def retry_after(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.settings.retry_after).encode())]
+
+    @contextlib.contextmanager
+    def waiting_slot(self, why: str) -> Iterator[None]:
+        """Hold one of the `max_waiting` places of requests that wait (for a cold start or an automatic
+        setup); 503 with `Retry-After` when none is left. `why` says what the request would wait for."""
+        if self.waiting >= self.settings.max_waiting:
+            message = f"{why} and {self.waiting} requests are already waiting; retry later"
+            raise RouterError(503, message, "model_not_ready", None, self.retry_after())
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
+
+    def forget(self, name: str) -> None:
+        self._affinity.pop(name, None)
 
     def choose(self, entry: ModelEntry, endpoints: list[Endpoint], data: dict[str, Any]) -> Endpoint:
         if entry.settings.strategy == "prefixAffinity":
@@ -116,10 +130,11 @@ class Forwarder:
                     endpoint = other
                     continue
                 try:
-                    if response.status >= 500 and not retried:
+                    status = response.status
+                    if (status >= 500 or status == 429) and not retried:
                         other = self._other(entry, attempt)
                         if other is not None:
-                            metrics.upstream_error("5xx")
+                            metrics.upstream_error("5xx" if status >= 500 else "429")
                             metrics.retries.inc()
                             retried = True
                             endpoint = other
@@ -148,6 +163,9 @@ class Forwarder:
                 raw = b""
             payload = dialect.normalise(status, raw)
             headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+            retry_after = response.header(b"retry-after")
+            if retry_after is not None:
+                headers.append((b"retry-after", retry_after))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
             return status

@@ -59,6 +59,15 @@ class ScaleManager:
         )
         self._deciding: asyncio.Task[None] | None = None
 
+    def forget(self, name: str) -> None:
+        """A model was deleted: drop what is kept about its use and scaling."""
+        self._unpublished.discard(name)
+        self._published_at.pop(name, None)
+        self._waking.pop(name, None)
+        self._scaled_down.discard(name)
+        if self.autoscaler is not None:
+            self.autoscaler.forget(name)
+
     def can_wake(self, entry: ModelEntry) -> bool:
         return self.scaler is not None and entry.settings.min_replicas == 0
 

@@ -18,7 +18,16 @@ class RouterSettings:
     cold_start_timeout: float = 60.0
     """How long a request waits for a model with no ready endpoint (LocalAI waits 60 s too)."""
     max_waiting: int = 1000
-    """Requests held at once waiting for endpoints; more are answered 503 at once."""
+    """Requests held at once waiting for endpoints (cold starts and automatic setup together); more are
+    answered 503 with `Retry-After` at once."""
+    max_connections: int = 10000
+    """Client connections (and requests in progress) the server holds at once; past it a request is
+    answered 503 and its connection closed (uvicorn's `limit_concurrency`)."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's line and headers once it started one (or connected);
+    then it is answered 408 and disconnected, so slow clients (slowloris) cannot pile up."""
+    body_timeout: float = 30.0
+    """Seconds a client has to send the whole request body; then it is answered 408."""
     retry_after: int = 5
     autoscale_interval: float = 10.0
     """Seconds between two load-autoscaling decisions (models with maxReplicas above one)."""

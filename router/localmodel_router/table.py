@@ -128,14 +128,20 @@ class UseClock(Protocol):
         """Publish this replica's average requests in flight to `model`; the sum over every replica."""
         ...
 
+    def forget(self, model: ModelEntry) -> None:
+        """The model was deleted: drop what is kept about it."""
+        ...
+
 
 class ModelTable:
     def __init__(self) -> None:
         self.models: dict[str, ModelEntry] = {}
         self.synced = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self.on_forget: list[Callable[[str], None]] = []
-        """Called with each endpoint address that leaves a model, so per-endpoint state goes with it."""
+        self.model_removed: list[Callable[[ModelEntry], None]] = []
+        """Called with a model that left the table: whoever keeps state per model forgets it."""
+        self.endpoints_removed: list[Callable[[ModelEntry, list[Endpoint]], None]] = []
+        """Called with a model and the endpoints it lost (a pod gone, or the model itself)."""
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
@@ -155,8 +161,13 @@ class ModelTable:
     def remove_model(self, name: str) -> None:
         entry = self.models.pop(name, None)
         if entry is not None:
-            self._forget(entry.endpoints)
             self._notify(entry)
+            gone, entry.endpoints, entry.ready_endpoints = entry.endpoints, [], []
+            if gone:
+                for endpoint_hook in self.endpoints_removed:
+                    endpoint_hook(entry, gone)
+            for model_hook in self.model_removed:
+                model_hook(entry)
 
     def set_endpoints(self, name: str, endpoints: Iterable[tuple[str, bool]]) -> None:
         """Replace a model's endpoints; known addresses keep their Endpoint object (and counters)."""
@@ -171,17 +182,13 @@ class ModelTable:
                 endpoint = Endpoint(address, ready)
             endpoint.ready = ready
             fresh.append(endpoint)
-        if self.on_forget:
-            kept = {e.address for e in fresh}
-            self._forget([e for e in entry.endpoints if e.address not in kept])
+        gone = [e for e in entry.endpoints if e not in fresh]
         entry.endpoints = fresh
         entry.ready_endpoints = [e for e in fresh if e.ready]
         self._notify(entry)
-
-    def _forget(self, gone: list[Endpoint]) -> None:
-        for endpoint in gone:
-            for forget in self.on_forget:
-                forget(endpoint.address)
+        if gone:
+            for hook in self.endpoints_removed:
+                hook(entry, gone)
 
     def replace_all(self, models: dict[str, tuple[ModelSettings, list[tuple[str, bool]]]]) -> None:
         """Make the table equal to `models` (a reloaded local table, a relisted cluster)."""
@@ -219,6 +226,8 @@ class ModelTable:
                 waiters = self._waiters.get(name)
                 if waiters is not None and waiter in waiters:
                     waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiters[name]
 
     def _notify(self, entry: ModelEntry) -> None:
         for waiter in self._waiters.pop(entry.name, []):

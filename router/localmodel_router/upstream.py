@@ -282,6 +282,13 @@ class Pool:
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
+            if not idle:
+                del self._idle[conn.key]
+
+    def drop(self, host: str, port: int) -> None:
+        """Close the idle connections to an endpoint that went away (its pod, or its model)."""
+        for conn in list(self._idle.pop((host, port), ())):
+            conn.close()
 
     async def _connect(self, key: tuple[str, int]) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -303,6 +310,8 @@ class Pool:
         key = (host, port)
         idle = self._idle.get(key)
         conn = idle.pop() if idle else None
+        if idle is not None and not idle:
+            del self._idle[key]
         if conn is not None:
             try:
                 return await conn.send(request, first_byte_timeout)

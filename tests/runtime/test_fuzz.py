@@ -1,5 +1,6 @@
-"""Fuzzing the runtime: requests generated from its own OpenAPI document (schemathesis over Hypothesis),
-valid and invalid, against a real `localmodel-runtime serve` with a tiny model.
+"""Fuzzing the runtime, and the router in front of it: requests generated from the runtime's OpenAPI
+document (schemathesis over Hypothesis), valid and invalid, against a real `localmodel-runtime serve` with
+a tiny model, directly and through a real router.
 
 Every answer must be OpenAI-shaped: a JSON object or a well-framed event stream on success, OpenAI's error
 body on an error, never a 5xx, and the server must be alive afterwards. `make test` runs a fixed
@@ -24,6 +25,7 @@ from schemathesis.core.transport import Response
 from schemathesis.generation.case import Case
 
 from localmodel_runtime.server.openapi import ENDPOINTS, openapi_document, package_version
+from tests.support.router_fixtures import router_in_front
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
 EXAMPLES = int(os.environ.get("LOCALMODEL_FUZZ_EXAMPLES", "15"))
@@ -51,6 +53,16 @@ def test_the_server_publishes_the_document_its_requests_are_validated_by(fuzz_se
     assert served == json.loads(json.dumps(DOCUMENT))
     assert set(served["paths"]) == {path for path, _, _ in ENDPOINTS} | {"/v1/models"}
     SCHEMA.validate()  # a valid OpenAPI 3.1 document
+
+
+@pytest.fixture(scope="module", params=["runtime", "router"])
+def target(request: pytest.FixtureRequest, fuzz_server: RuntimeServer) -> Iterator[str]:
+    """The base URL the generated requests go to: the runtime, or a router in front of it."""
+    if request.param == "runtime":
+        yield fuzz_server.base_url
+        return
+    with router_in_front("tiny", fuzz_server.base_url.removeprefix("http://")) as router:
+        yield router.url
 
 
 def check_openai_shaped(status: int, kind: str, text: str) -> None:
@@ -86,7 +98,7 @@ def answer(case: Case, base_url: str, session: requests.Session) -> tuple[int, s
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 @pytest.mark.parametrize("path", [path for path, _, _ in ENDPOINTS])
 def test_generated_requests_get_openai_shaped_answers(
-    fuzz_server: RuntimeServer, path: str, mode: GenerationMode
+    fuzz_server: RuntimeServer, target: str, path: str, mode: GenerationMode
 ) -> None:
     strategy = SCHEMA[path]["POST"].as_strategy(generation_mode=mode)
     answered: dict[int, int] = {}
@@ -103,7 +115,7 @@ def test_generated_requests_get_openai_shaped_answers(
         )
         @given(case=strategy)
         def send(case: Case) -> None:
-            status, kind, text = answer(case, fuzz_server.base_url, session)
+            status, kind, text = answer(case, target, session)
             try:
                 check_openai_shaped(status, kind, text)
             except AssertionError as exc:

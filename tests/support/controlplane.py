@@ -136,6 +136,30 @@ class ControlPlane:
             if self.kubeconfig_path is not None:
                 self.kubeconfig_path.unlink(missing_ok=True)
 
+    def stop_component(self, name: str, grace: float = 10.0) -> None:
+        """Stop one component (`etcd`, `kube-apiserver`, ...) as `stop()` would, keeping its data."""
+        comp = next(c for c in self._components if c.name == name)
+        assert comp.proc is not None, f"{name} is not running"
+        _signal_group(comp.proc.pid, signal.SIGTERM)
+        try:
+            comp.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(comp.proc.pid, signal.SIGKILL)
+            comp.proc.wait(timeout=grace)
+        comp.proc = None
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
+        """Start a component stopped by `stop_component` again, on the same ports and data, and wait
+        until it serves."""
+        index = next(i for i, c in enumerate(self._components) if c.name == name)
+        comp = self._components.pop(index)
+        self._spawn(comp)
+        self._components.insert(index, self._components.pop())  # keep the start order for stop()
+        ready = {"etcd": self._etcd_healthy, "kube-apiserver": lambda: self._get("/readyz") == 200}
+        check = ready.get(name)
+        if check is not None:
+            self._wait(check, f"{name} after its restart", time.monotonic() + timeout)
+
     @property
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self._components if c.proc is not None}

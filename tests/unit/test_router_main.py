@@ -20,6 +20,9 @@ from localmodel_router.main import build_app, build_parser, main
         (["--first-byte-timeout", "-1"], "must be positive"),
         (["--api-keys-file", "/nonexistent/keys"], "cannot read API keys file"),
         (["--bogus"], "unrecognized arguments"),
+        (["--max-connections", "0", "--local-table", "x"], "--max-connections"),
+        (["--max-waiting", "-1", "--local-table", "x"], "--max-waiting"),
+        (["--header-timeout", "0"], "must be positive"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(
@@ -44,9 +47,12 @@ def test_invalid_table_is_reported_on_the_command_line(
 def test_local_mode_app_is_built_with_settings(tmp_path: Path) -> None:
     table = tmp_path / "t.json"
     table.write_text('{"models": [{"name": "a", "endpoints": ["127.0.0.1:1"]}]}')
+    bounds = ["--max-connections", "50", "--max-waiting", "3", "--header-timeout", "2", "--body-timeout", "4"]
     args = build_parser().parse_args(
-        ["--local-table", str(table), "--max-body-bytes", "1234", "--idle-timeout", "7"]
+        ["--local-table", str(table), "--max-body-bytes", "1234", "--idle-timeout", "7", *bounds]
     )
     app = build_app(args)
     assert isinstance(app.discovery, LocalDiscovery)
     assert app.settings.max_body_bytes == 1234 and app.settings.idle_timeout == 7
+    assert (app.settings.max_connections, app.settings.max_waiting) == (50, 3)
+    assert (app.settings.header_timeout, app.settings.body_timeout) == (2, 4)
