@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def cleanup(**_: Any) -> None:
         await kube.close()
 
-    register(Reconciler(kube, settings), registry)
+    register(Reconciler(kube, settings, () if clusterwide else tuple(namespaces)), registry)
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,

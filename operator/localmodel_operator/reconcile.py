@@ -20,6 +20,7 @@ from localmodel_runtime.config import (
     parse_local_model_spec,
     unsupported_keys,
 )
+from localmodel_runtime.resource.claims import api_name, conflict_holder, conflict_message
 from localmodel_runtime.templates import PromptTemplate, TemplateError
 
 from .builders import PORT, Model, build_children
@@ -121,12 +122,16 @@ def identity_fields(name: str, namespace: str, evaluation: Evaluation) -> dict[s
 class Reconciler:
     kube: Kube
     settings: OperatorSettings
+    namespaces: tuple[str, ...] = ()
+    """The namespaces the operator watches (empty: all), where LocalModels may claim the same name."""
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
     _pool_warned: set[tuple[str, str]] = field(default_factory=set)
     """Models told (once) that the InferencePool CRD is missing."""
     _rejected: dict[tuple[str, str], tuple[int, Problem]] = field(default_factory=dict)
     """Children the API server refused for a generation of the spec (reported until the spec changes)."""
+    _waiting: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    """API name → LocalModels that wait for an older one holding that name to go (NameConflict)."""
 
     async def reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -135,6 +140,7 @@ class Reconciler:
         evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
         self._rejected.pop(key, None)
         if evaluation.spec is not None and evaluation.placement is not None:
+            await self._check_name(body, generation)
             model = Model(name, namespace, meta["uid"], evaluation.spec)
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
             for child in [*children.all(), *await self._pool(model, body)]:
@@ -156,6 +162,33 @@ class Reconciler:
                     self._rejected[key] = (generation, Problem("InvalidSpec", what))
                     break
         await self.refresh(namespace, name)
+
+    async def _check_name(self, body: dict[str, Any], generation: int) -> None:
+        """Raise RetryLater (after reporting NameConflict) when an older LocalModel holds the API name:
+        the newer one gets no children, and the router never routes to it (`claims`)."""
+        meta = body["metadata"]
+        key, name = (meta["namespace"], meta["name"]), api_name(body)
+        scopes: list[str | None] = list(self.namespaces) or [None]
+        others = [obj for scope in scopes for obj in await self.kube.list_localmodels(scope)]
+        holder = conflict_holder(body, others)
+        waiting = self._waiting.get(name, set())
+        if holder is None:
+            waiting.discard(key)
+            return
+        self._waiting.setdefault(name, set()).add(key)
+        message = conflict_message(name, holder)
+        self._rejected[key] = (generation, Problem("NameConflict", message))
+        await self.refresh(*key)
+        raise RetryLater(f"{key[0]}/{key[1]}: {message}")
+
+    async def released(self, body: dict[str, Any]) -> None:
+        """A LocalModel was deleted: the models that waited for its API name are reconciled now (one of
+        them takes the name over) rather than at their next retry."""
+        for namespace, name in sorted(self._waiting.pop(api_name(body), set())):
+            try:
+                await self.reconcile(await self.kube.get_localmodel(namespace, name))
+            except (RetryLater, NotFound):
+                continue
 
     async def _pool(self, model: Model, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The model's InferencePool when the settings ask for pools and the cluster has their CRD;

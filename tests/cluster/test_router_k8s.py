@@ -161,6 +161,81 @@ def test_namespace_mode_needs_only_a_namespaced_binding(
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
 
+def ready_addresses(cluster: Cluster, namespace: str, service: str) -> int:
+    slices = cluster.get("endpointslices", namespace=namespace)["items"]
+    return sum(
+        1
+        for s in slices
+        if s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == service
+        for e in s.get("endpoints") or []
+        if (e.get("conditions") or {}).get("ready") is not False
+    )
+
+
+def answering_pods(router: RouterProcess, model: str, times: int = 8) -> set[str]:
+    pods = set()
+    for _ in range(times):
+        response = router.post(model)
+        assert response.status_code == 200, response.text
+        pods.add(response.json()["pod"])
+    return pods
+
+
+def test_a_name_taken_in_another_namespace_never_takes_the_older_models_traffic(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+) -> None:
+    cluster = router_role
+    other = f"{namespace}-b"  # sorts after `namespace`: it loses a tie on creation time too
+    cluster.kubectl("create", "namespace", other)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    try:
+        router: RouterProcess = start_router("--cold-start-timeout", "2", all_namespaces=True)
+        cluster.apply(localmodel("team-a", "shared"), namespace)
+        cluster.apply(upstream("team-a", 1, flags), namespace)
+        cluster.wait(
+            lambda: (m := router.models().get("shared")) is not None and m["ready_endpoints"] == 1,
+            timeout=90,
+            what="shared served by team-a",
+        )
+        a_pods = pod_names(cluster, namespace, "team-a")
+        # Team B asks for the same API name later, with ready pods of its own.
+        cluster.apply(localmodel("team-b", "shared"), other)
+        cluster.apply(upstream("team-b", 1, flags), other)
+        cluster.wait(lambda: ready_addresses(cluster, other, "team-b") == 1, timeout=90, what="B's pod ready")
+        b_pods = pod_names(cluster, other, "team-b")
+        # A marker model made after B's pod was ready: once the router lists it ready, its single watch
+        # of each kind has delivered B's LocalModel and B's ready slice too (events come in order).
+        cluster.apply(localmodel("marker", "marker"), other)
+        cluster.apply(upstream("marker", 1, flags), other)
+        cluster.wait(
+            lambda: (m := router.models().get("marker")) is not None and m["ready_endpoints"] == 1,
+            timeout=90,
+            what="the marker model served",
+        )
+        # The router has seen B's ready pod, and still sends everything to A.
+        assert answering_pods(router, "shared") <= a_pods
+        assert router.models()["shared"]["ready_endpoints"] == 1
+
+        # Deleting B leaves A served.
+        cluster.kubectl("delete", "localmodel", "team-b", "-n", other)
+        assert answering_pods(router, "shared") <= a_pods
+        # B again, then A goes: the name is handed over to B, whose pods alone answer.
+        cluster.apply(localmodel("team-b", "shared"), other)
+        assert answering_pods(router, "shared") <= a_pods
+        cluster.kubectl("delete", "localmodel", "team-a", "-n", namespace)
+
+        def served_by_b() -> bool:
+            response = router.post("shared")
+            return response.status_code == 200 and response.json()["pod"] in b_pods
+
+        cluster.wait(served_by_b, timeout=60, what="shared handed over to team-b")
+        assert answering_pods(router, "shared") <= b_pods
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
 class OperatorStandIn(threading.Thread):
     """What the operator does with the scale subresource: LocalModel replicas → Deployment replicas."""
 

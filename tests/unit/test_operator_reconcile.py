@@ -68,6 +68,11 @@ class FakeKube:
         self.events: list[tuple[str, str]] = []
         self.existing: dict[tuple[str, str], dict[str, Any]] = {}
         """Objects already on the server, by (kind, name)."""
+        self.localmodels: list[dict[str, Any]] = []
+        """Other LocalModels in the watched namespaces."""
+
+    async def list_localmodels(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [self.body, *self.localmodels]
 
     async def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         return self.existing.get((manifest["kind"], manifest["metadata"]["name"]))
@@ -217,3 +222,27 @@ def test_inference_pool_settings_are_checked() -> None:
         settings_from_dict({"inferencePool": {"enabled": True, "endpointPickerRef": {"port": 1}}})
     with pytest.raises(SettingsError, match="inferencePool"):
         settings_from_dict({"inferencePool": {"enabled": "yes"}})
+
+
+async def test_a_newer_localmodel_asking_for_a_held_name_gets_no_children_and_name_conflict() -> None:
+    kube = FakeKube(body(llama(name="shared")))
+    kube.body["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    older = {
+        "metadata": {"name": "m", "namespace": "team-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": llama(name="shared"),
+    }
+    kube.localmodels.append(older)
+    r = reconciler(kube)
+    with pytest.raises(RetryLater, match="team-a/m"):
+        await r.reconcile(kube.body)
+    assert kube.applied == []
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "NameConflict"
+    assert "team-a/m" in degraded["message"]
+    assert ("Warning", "NameConflict") in kube.events
+    # The holder is deleted: the waiting model is reconciled at once and takes the name over.
+    kube.localmodels.clear()
+    await r.released(older)
+    assert "Deployment" in kube.applied
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "False"
