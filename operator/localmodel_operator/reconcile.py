@@ -29,6 +29,7 @@ from .inference_pool import build_inference_pool
 from .kube import Kube, KubeError, NotFound
 from .ownership import ownership
 from .placement import Placement, PlacementError, place
+from .policy import violations
 from .settings import OperatorSettings
 from .status import Problem, conditions, merge_conditions, status_fields, transitions
 
@@ -91,6 +92,9 @@ def evaluate(name: str, namespace: str, spec: dict[str, Any], settings: Operator
         parsed = parse_local_model_spec(spec, source="spec")
     except ModelConfigError as exc:
         return Evaluation(None, None, Problem("InvalidSpec", "; ".join(exc.problems)))
+    refused = violations(parsed.deployment, settings.tenant_policy)
+    if refused:
+        return Evaluation(parsed, None, Problem("PolicyViolation", "; ".join(refused)))
     problem = template_problem(parsed)
     if problem is not None:
         return Evaluation(parsed, None, problem)

@@ -89,6 +89,8 @@ def test_defaults_render_a_hardened_operator_and_router() -> None:
         ("Service", "lm-localmodel-router"),
         ("Deployment", "lm-localmodel-operator"),
         ("Deployment", "lm-localmodel-router"),
+        ("ValidatingAdmissionPolicy", "lm-system-lm-localmodel-tenant-policy"),
+        ("ValidatingAdmissionPolicyBinding", "lm-system-lm-localmodel-tenant-policy"),
     }
     operator = objs["Deployment", "lm-localmodel-operator"]
     assert operator["spec"]["replicas"] == 1
@@ -361,3 +363,26 @@ def test_inline_models_become_local_models_of_the_release() -> None:
         LocalModelSpec.model_validate(doc["spec"])
     bad = run_helm("template", "lm", str(CHART), *set_json({"models": [{"spec": {}}]}), check=False)
     assert bad.returncode != 0 and "name" in bad.stderr
+
+
+def test_admission_policy_follows_the_tenant_policy_and_the_watched_namespaces() -> None:
+    name = "lm-system-lm-localmodel-tenant-policy"
+    objs = by_kind(render({"watchNamespaces": ["team-a", "team-b"]}))
+    policy = objs[("ValidatingAdmissionPolicy", name)]
+    messages = " ".join(v.get("message") or v.get("messageExpression") for v in policy["spec"]["validations"])
+    for field in ("image", "env may not set", "envFrom", "valueFrom", "serviceAccountName", "existingClaim"):
+        assert field in messages, field
+    selector = objs[("ValidatingAdmissionPolicyBinding", name)]["spec"]["matchResources"]["namespaceSelector"]
+    assert selector["matchExpressions"][0]["values"] == ["team-a", "team-b"]
+    # Opened keys drop their rules; trusted tenants, a switched-off policy or Kubernetes < 1.30: none.
+    opened = {"tenantPolicy": {"allowEnvFrom": True, "allowServiceAccountName": True}}
+    policy = by_kind(render({"operator": {"config": opened}}))[("ValidatingAdmissionPolicy", name)]
+    messages = " ".join(v.get("message") or v.get("messageExpression") for v in policy["spec"]["validations"])
+    assert "envFrom" not in messages and "serviceAccountName" not in messages and "image" in messages
+    for values, extra in (
+        ({"operator": {"config": {"tenantPolicy": {"trustedTenants": True}}}}, []),
+        ({"admissionPolicy": {"enabled": False}}, []),
+        ({}, ["--kube-version", "1.29.0"]),
+    ):
+        kinds = {kind for kind, _ in by_kind(render(values, *extra))}
+        assert "ValidatingAdmissionPolicy" not in kinds and "ValidatingAdmissionPolicyBinding" not in kinds
