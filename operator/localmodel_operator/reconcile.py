@@ -50,6 +50,7 @@ TEMPLATE_SLOTS = ("chat", "chat_message", "completion", "edit", "function", "mul
 # HTTP statuses with which the API server rejects a child we built from the spec: the spec is at fault.
 REJECTED = frozenset({400, 422})
 CONFLICT_RETRY_SECONDS = 30
+FORBIDDEN = 403
 
 
 class RetryLater(Exception):
@@ -149,7 +150,13 @@ class Reconciler:
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
             for child in [*children.all(), *await self._pool(model, body)]:
                 # Never adopt: an object of that name that is not this model's is left as it is.
-                owner = ownership(await self.kube.get_object(child), child)
+                try:
+                    existing = await self.kube.get_object(child)
+                except KubeError as exc:
+                    if exc.status == FORBIDDEN:
+                        await self._forbidden(key, generation, child, exc)
+                    raise
+                owner = ownership(existing, child)
                 if not owner.mine:
                     if not owner.previous:
                         self._rejected[key] = (generation, Problem("ChildConflict", owner.message))
@@ -160,12 +167,27 @@ class Reconciler:
                 try:
                     await self.kube.apply(child)
                 except KubeError as exc:
+                    if exc.status == FORBIDDEN:
+                        await self._forbidden(key, generation, child, exc)
                     if exc.status not in REJECTED:
                         raise  # the API or the network: kopf retries with back-off
                     what = f"{child['kind']} {child['metadata']['name']} was rejected: {exc}"
                     self._rejected[key] = (generation, Problem("InvalidSpec", what))
                     break
         await self.refresh(namespace, name)
+
+    async def _forbidden(
+        self, key: tuple[str, str], generation: int, child: dict[str, Any], exc: KubeError
+    ) -> None:
+        """The operator lacks a right in the model's namespace: say so on the LocalModel (Degraded,
+        reason Forbidden) and look again later, rather than retrying silently."""
+        what = (
+            f"the operator may not read or write {child['kind']} {child['metadata']['name']} in namespace "
+            f"{key[0]} ({exc}): bind the chart's operator rules there (helm value watchNamespaces)"
+        )
+        self._rejected[key] = (generation, Problem("Forbidden", what))
+        await self.refresh(*key)
+        raise RetryLater(f"{key[0]}/{key[1]}: {what}")
 
     async def _check_name(self, body: dict[str, Any], generation: int) -> None:
         """Raise RetryLater (after reporting NameConflict) when an older LocalModel holds the API name:

@@ -63,6 +63,18 @@ def slice_endpoints(obj: dict[str, Any]) -> list[tuple[str, bool]]:
     return result
 
 
+def forbidden(exc: Exception, kind: str, namespace: str | None) -> str | None:
+    """A readable sentence when `exc` is the API server refusing the router a right (403), else None."""
+    status = getattr(exc, "status", None)
+    if getattr(status, "code", None) != 403:
+        return None
+    where = "every namespace" if namespace is None else f"namespace {namespace}"
+    return (
+        f"the router may not list and watch {kind}s in {where} ({getattr(status, 'message', exc)}): bind the "
+        "chart's router rules there (helm value watchNamespaces) or watch only the namespaces it is bound in"
+    )
+
+
 class ClusterState:
     """What the watches have seen, merged into the routing table on every change.
 
@@ -225,7 +237,13 @@ class KubernetesDiscovery(Discovery):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("watching %s in %s failed (%s); listing again in %gs", kind, watch_ns, exc, delay)
+                refused = forbidden(exc, kind, namespace)
+                if refused is not None:
+                    log.error("%s; trying again in %gs", refused, delay)
+                else:
+                    log.warning(
+                        "watching %s in %s failed (%s); listing again in %gs", kind, watch_ns, exc, delay
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

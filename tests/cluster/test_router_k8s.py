@@ -17,10 +17,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.fixtures import Cluster
-from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
+from tests.support.router_cluster import (  # noqa: F401
+    RouterProcess,
+    router_kubeconfig,
+    router_role_fixture,
+    start_router_fixture,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 JsonDict = dict[str, Any]
@@ -234,6 +240,34 @@ def test_a_name_taken_in_another_namespace_never_takes_the_older_models_traffic(
         assert answering_pods(router, "shared") <= b_pods
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_a_namespace_without_the_routers_rights_is_a_clear_error_not_a_hang(
+    router_role: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster = router_role
+    unbound = f"{namespace}-unbound"
+    cluster.kubectl("create", "namespace", unbound)
+    kubeconfig = router_kubeconfig(cluster, namespace, tmp_path, cluster_wide=False)  # bound in `namespace`
+    router = RouterProcess(kubeconfig, ["--namespace", namespace, "--namespace", unbound], tmp_path / "r.log")
+    try:
+
+        def refused() -> str | None:
+            assert router.proc.poll() is None, router.output()
+            log = router.output()
+            return (
+                log
+                if f"the router may not list and watch LocalModels in namespace {unbound}" in log
+                else None
+            )
+
+        log = cluster.wait(refused, timeout=60, what="the router to say which right it lacks")
+        assert "watchNamespaces" in log and "forbidden" in log.lower()
+        ready = httpx.get(router.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+    finally:
+        router.stop()
+        cluster.kubectl("delete", "namespace", unbound, "--wait=false", check=False)
 
 
 class OperatorStandIn(threading.Thread):

@@ -191,8 +191,9 @@ def test_every_optional_feature_renders() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "lm-localmodel-router", "namespace": "lm-system"}
     ]
-    cluster_rules = objs["ClusterRole", "lm-system-lm-localmodel-router"]["rules"]
-    assert not any("create" in rule["verbs"] and "localmodels" in rule["resources"] for rule in cluster_rules)
+    assert ("ClusterRole", "lm-system-lm-localmodel-router") not in objs
+    watched_rules = objs["Role", "lm-localmodel-router"]["rules"]
+    assert not any("create" in rule["verbs"] and "localmodels" in rule["resources"] for rule in watched_rules)
     volumes = router["spec"]["template"]["spec"]["volumes"]
     assert {"name": "api-keys", "secret": {"secretName": "router-keys"}} in volumes
     operator = objs["Deployment", "lm-localmodel-operator"]
@@ -226,6 +227,43 @@ def test_programs_accept_the_rendered_arguments(values: JsonDict) -> None:
 def test_network_policy_defaults_to_the_release_namespace() -> None:
     docs = render({"networkPolicy": {"enabled": True}})
     assert [d["metadata"]["namespace"] for d in docs if d["kind"] == "NetworkPolicy"] == ["lm-system"]
+    docs = render(
+        {"networkPolicy": {"enabled": True, "namespaces": ["extra"]}, "watchNamespaces": ["a", "b"]}
+    )
+    assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "NetworkPolicy") == [
+        "a",
+        "b",
+        "extra",
+    ]
+
+
+def test_watched_namespaces_get_roles_and_nothing_cluster_wide_but_reads_for_kopf() -> None:
+    objs = by_kind(render({"watchNamespaces": ["a", "b"]}))
+    cluster_kinds = {(k, n) for k, n in objs if k in ("ClusterRole", "ClusterRoleBinding")}
+    assert cluster_kinds == {
+        ("ClusterRole", "lm-system-lm-localmodel-operator"),
+        ("ClusterRoleBinding", "lm-system-lm-localmodel-operator"),
+    }
+    crd_rules = yaml.safe_load((CHART / "files" / "operator-cluster-rules.yaml").read_text())
+    assert objs["ClusterRole", "lm-system-lm-localmodel-operator"]["rules"] == crd_rules
+    assert [r["resources"] for r in crd_rules] == [["customresourcedefinitions"], ["namespaces"]]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in crd_rules)
+    docs = render({"watchNamespaces": ["a", "b"]})
+    for component in ("operator", "router"):
+        rules = yaml.safe_load((CHART / "files" / f"{component}-rules.yaml").read_text())
+        roles = [
+            d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == f"lm-localmodel-{component}"
+        ]
+        assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+        assert all(r["rules"] == rules for r in roles)
+        bindings = [
+            d
+            for d in docs
+            if d["kind"] == "RoleBinding" and d["metadata"]["name"] == f"lm-localmodel-{component}"
+        ]
+        assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
+        account = {"kind": "ServiceAccount", "name": f"lm-localmodel-{component}", "namespace": "lm-system"}
+        assert all(b["subjects"] == [account] for b in bindings)
 
 
 def test_chart_crd_is_the_generated_crd() -> None:
@@ -240,6 +278,8 @@ def test_cluster_roles_are_the_rules_files() -> None:
     objs = by_kind(render())
     for component in ("operator", "router"):
         rules = yaml.safe_load((CHART / "files" / f"{component}-rules.yaml").read_text())
+        if component == "operator":
+            rules += yaml.safe_load((CHART / "files" / "operator-cluster-rules.yaml").read_text())
         role = objs["ClusterRole", f"lm-system-lm-localmodel-{component}"]
         assert role["rules"] == rules
         binding = objs["ClusterRoleBinding", f"lm-system-lm-localmodel-{component}"]

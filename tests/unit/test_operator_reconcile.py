@@ -246,3 +246,12 @@ async def test_a_newer_localmodel_asking_for_a_held_name_gets_no_children_and_na
     assert "Deployment" in kube.applied
     degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "False"
+
+
+async def test_a_missing_right_is_degraded_forbidden_naming_it_and_retried_later() -> None:
+    kube = FakeKube(body(llama()), reject={"Service": 403})
+    with pytest.raises(RetryLater, match="may not read or write Service m in namespace ns"):
+        await reconciler(kube).reconcile(kube.body)
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "Forbidden"
+    assert "watchNamespaces" in degraded["message"]

@@ -108,8 +108,8 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
-{{/* Namespaces that get a runtime NetworkPolicy. */}}
+{{/* Namespaces that get a runtime NetworkPolicy: every watched one, plus `networkPolicy.namespaces`. */}}
 {{- define "localmodel.networkPolicyNamespaces" -}}
-{{- $namespaces := .Values.networkPolicy.namespaces | default .Values.watchNamespaces | default (list .Release.Namespace) }}
+{{- $namespaces := concat .Values.watchNamespaces .Values.networkPolicy.namespaces | default (list .Release.Namespace) }}
 {{- toJson (uniq $namespaces) }}
 {{- end }}
