@@ -9,6 +9,7 @@ served is reported (Degraded + Event) and not retried until it changes: no hot l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from localmodel_runtime.config import (
     unsupported_keys,
 )
 from localmodel_runtime.resource.claims import api_name, conflict_holder, conflict_message
+from localmodel_runtime.resource.runtime_token import runtime_token
 from localmodel_runtime.templates import PromptTemplate, TemplateError
 
 from .builders import PORT, Model, build_children
@@ -32,6 +34,7 @@ from .placement import Placement, PlacementError, place
 from .policy import violations
 from .settings import OperatorSettings
 from .status import Problem, conditions, merge_conditions, status_fields, transitions
+from .token_secret import build_token_secret, with_token
 
 log = logging.getLogger(__name__)
 EVENT_TYPES = {("Degraded", "True"): "Warning", ("Ready", "False"): "Normal"}
@@ -129,6 +132,8 @@ class Reconciler:
     settings: OperatorSettings
     namespaces: tuple[str, ...] = ()
     """The namespaces the operator watches (empty: all), where LocalModels may claim the same name."""
+    runtime_key: bytes | None = None
+    """The release key runtime tokens derive from (None: runtimes take any caller)."""
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
     _pool_warned: set[tuple[str, str]] = field(default_factory=set)
@@ -148,6 +153,13 @@ class Reconciler:
             await self._check_name(body, generation)
             model = Model(name, namespace, meta["uid"], evaluation.spec)
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
+            if self.runtime_key is not None:
+                token = runtime_token(self.runtime_key, namespace, name)
+                children = dataclasses.replace(
+                    children,
+                    deployment=with_token(children.deployment, model),
+                    secret=build_token_secret(model, token),
+                )
             for child in [*children.all(), *await self._pool(model, body)]:
                 # Never adopt: an object of that name that is not this model's is left as it is.
                 try:

@@ -76,6 +76,8 @@ class OperatorSettings:
     """The pools' `endpointPickerRef`."""
     tenant_policy: TenantPolicy = field(default_factory=TenantPolicy)
     """What a LocalModel may ask of its pod (policy.py)."""
+    runtime_key_file: str | None = None
+    """The release key's file: each runtime then answers only callers with its token (the router)."""
 
     def image_for(self, backend: str, device: str) -> ImageEntry | None:
         return self.images.get(f"{backend}/{device}")
@@ -125,6 +127,7 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         max_download=_quantity("maxDownloadSize", merged.get("maxDownloadSize")),
         **_inference_pool(merged.get("inferencePool") or {}),
         tenant_policy=_tenant_policy(merged.get("tenantPolicy") or {}),
+        runtime_key_file=str(merged.get("runtimeKeyFile") or "") or None,
     )
 
 

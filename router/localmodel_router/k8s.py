@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
 from localmodel_runtime.config import DeploymentSpec, ModelConfigError, parse_deployment_spec
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 from localmodel_runtime.resource.claims import Claim, api_name, claim_of, created_seconds, holder
+from localmodel_runtime.resource.runtime_token import runtime_token
 
 log = logging.getLogger("localmodel.router")
 
@@ -27,8 +29,9 @@ SERVICE_LABEL = "kubernetes.io/service-name"
 Key = tuple[str, str]  # (namespace, object name)
 
 
-def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
-    """The API model name and the router's settings of one LocalModel object."""
+def model_settings(obj: dict[str, Any], runtime_key: bytes | None = None) -> tuple[str, ModelSettings]:
+    """The API model name and the router's settings of one LocalModel object; with the release's
+    `runtime_key`, the token its runtime pods require."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     name = api_name(obj)
@@ -42,6 +45,9 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
     settings = ModelSettings.from_deployment(
         deployment, meta.get("namespace"), meta.get("name"), meta.get("uid")
     )
+    if runtime_key is not None:
+        token = runtime_token(runtime_key, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        settings = dataclasses.replace(settings, upstream_token=token)
     return name, settings
 
 
@@ -82,8 +88,9 @@ class ClusterState:
     `claims.holder` picks (the oldest) is in the table; the others' endpoints are never routed to.
     """
 
-    def __init__(self, table: ModelTable) -> None:
+    def __init__(self, table: ModelTable, runtime_key: bytes | None = None) -> None:
         self.table = table
+        self.runtime_key = runtime_key
         self.models: dict[Key, tuple[str, ModelSettings, int | None, Claim]] = {}
         self.slices: dict[Key, dict[str, list[tuple[str, bool]]]] = {}
         """(namespace, service name) → slice name → endpoints."""
@@ -120,7 +127,7 @@ class ClusterState:
             if not self.claimants[previous[0]]:
                 del self.claimants[previous[0]]
         if name is not None:
-            name, settings = model_settings(obj)
+            name, settings = model_settings(obj, self.runtime_key)
             created = created_seconds(meta)
             self.models[key] = (name, settings, None if created is None else int(created), claim_of(obj))
             self.claimants.setdefault(name, set()).add(key)
@@ -180,13 +187,16 @@ class ClusterState:
 class KubernetesDiscovery(Discovery):
     """Watches LocalModels and EndpointSlices in `namespaces` (None: every namespace)."""
 
-    def __init__(self, namespaces: Sequence[str] | None, client: Any = None) -> None:
+    def __init__(
+        self, namespaces: Sequence[str] | None, client: Any = None, runtime_key: bytes | None = None
+    ) -> None:
         from lightkube import AsyncClient
         from lightkube.generic_resource import create_namespaced_resource
         from lightkube.resources.discovery_v1 import EndpointSlice
 
         self.client = client if client is not None else AsyncClient()
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
+        self.runtime_key = runtime_key
         self.localmodel = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
         self.endpointslice = EndpointSlice
         self.scaler = KubernetesScaler(self.client, self.localmodel)
@@ -199,7 +209,7 @@ class KubernetesDiscovery(Discovery):
     async def start(self, table: ModelTable) -> None:
         from lightkube import ALL_NS
 
-        state = ClusterState(table)
+        state = ClusterState(table, self.runtime_key)
         loop = asyncio.get_running_loop()
         for namespace in self.namespaces:
             for resource, kind in ((self.localmodel, KIND), (self.endpointslice, "EndpointSlice")):

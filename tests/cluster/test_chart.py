@@ -201,6 +201,16 @@ def test_install_serve_upgrade_uninstall(
     request = {"model": "tiny", "prompt": "Hello", "max_tokens": 4}
     answer = cp.wait(lambda: _completion(router_url, request), 60, "a completion through the router")
     assert answer["model"] == "tiny" and isinstance(answer["choices"][0]["text"], str)
+    # The runtime answers only the router (runtimeAuth, on by default): called directly without the
+    # token it refuses in OpenAI's shape; its probes stay open; its token lives in the model's Secret.
+    pod = _ready_pods_of(cp, namespace, "tiny")
+    assert pod is not None
+    runtime_url = f"http://{pod[0]['status']['podIP']}:8080"
+    direct = httpx.post(f"{runtime_url}/v1/completions", json=request, timeout=30)
+    assert direct.status_code == 401 and direct.json()["error"]["code"] == "invalid_api_key", direct.text
+    assert httpx.get(f"{runtime_url}/healthz", timeout=10).status_code == 200
+    token_secret = cp.get("secret", "tiny-runtime-token", namespace)
+    assert token_secret["metadata"]["ownerReferences"][0]["kind"] == "LocalModel"
 
     # An upgrade changes the router (2 replicas, debug logs) and the operator's configuration, which
     # replaces the operator pod (Recreate).

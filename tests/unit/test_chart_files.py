@@ -91,6 +91,7 @@ def test_defaults_render_a_hardened_operator_and_router() -> None:
         ("Deployment", "lm-localmodel-router"),
         ("ValidatingAdmissionPolicy", "lm-system-lm-localmodel-tenant-policy"),
         ("ValidatingAdmissionPolicyBinding", "lm-system-lm-localmodel-tenant-policy"),
+        ("Secret", "lm-localmodel-runtime-key"),
     }
     operator = objs["Deployment", "lm-localmodel-operator"]
     assert operator["spec"]["replicas"] == 1
@@ -426,3 +427,21 @@ def test_admission_policy_follows_the_tenant_policy_and_the_watched_namespaces()
     ):
         kinds = {kind for kind, _ in by_kind(render(values, *extra))}
         assert "ValidatingAdmissionPolicy" not in kinds and "ValidatingAdmissionPolicyBinding" not in kinds
+
+
+def test_runtime_auth_gives_the_operator_and_router_the_release_key() -> None:
+    objs = by_kind(render())
+    secret = objs["Secret", "lm-localmodel-runtime-key"]
+    assert len(secret["data"]["key"]) > 40
+    config = yaml.safe_load(objs["ConfigMap", "lm-localmodel-operator"]["data"]["operator.yaml"])
+    assert config["runtimeKeyFile"] == "/etc/localmodel-runtime-key/key"
+    router = objs["Deployment", "lm-localmodel-router"]
+    assert "--runtime-key-file=/etc/localmodel-runtime-key/key" in _container(router)["args"]
+    for deployment in (router, objs["Deployment", "lm-localmodel-operator"]):
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "runtime-key", "secret": {"secretName": "lm-localmodel-runtime-key"}} in volumes
+    off = by_kind(render({"runtimeAuth": {"enabled": False}}))
+    assert ("Secret", "lm-localmodel-runtime-key") not in off
+    config = yaml.safe_load(off["ConfigMap", "lm-localmodel-operator"]["data"]["operator.yaml"])
+    assert config["runtimeKeyFile"] == ""
+    assert not any("runtime-key" in a for a in _container(off["Deployment", "lm-localmodel-router"])["args"])

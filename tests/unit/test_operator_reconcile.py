@@ -64,6 +64,7 @@ class FakeKube:
         self.body = body
         self.reject = reject or {}
         self.applied: list[str] = []
+        self.manifests: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.events: list[tuple[str, str]] = []
         self.existing: dict[tuple[str, str], dict[str, Any]] = {}
@@ -81,6 +82,7 @@ class FakeKube:
         if manifest["kind"] in self.reject:
             raise KubeError("Invalid: spec.template.spec.containers[0]: bad", self.reject[manifest["kind"]])
         self.applied.append(manifest["kind"])
+        self.manifests.append(manifest)
         return manifest
 
     async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
@@ -255,3 +257,28 @@ async def test_a_missing_right_is_degraded_forbidden_naming_it_and_retried_later
     degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "Forbidden"
     assert "watchNamespaces" in degraded["message"]
+
+
+async def test_with_a_release_key_each_runtime_gets_its_own_token_from_its_secret() -> None:
+    import base64
+
+    from localmodel_runtime.resource.runtime_token import runtime_token
+
+    kube = FakeKube(body(llama(deployment={"env": [{"name": "LOCALMODEL_RUNTIME_TOKEN", "value": "mine"}]})))
+    await Reconciler(cast(Kube, kube), SETTINGS, runtime_key=b"release-key").reconcile(kube.body)
+    assert kube.applied.index("Secret") < kube.applied.index("Deployment")
+    secret = next(m for m in kube.manifests if m["kind"] == "Secret")
+    assert secret["metadata"]["name"] == "m-runtime-token"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert token == runtime_token(b"release-key", "ns", "m")
+    deployment = next(m for m in kube.manifests if m["kind"] == "Deployment")
+    runtime = deployment["spec"]["template"]["spec"]["containers"][0]
+    tokens = [e for e in runtime["env"] if e["name"] == "LOCALMODEL_RUNTIME_TOKEN"]
+    # The model's own value is dropped: the Secret's is the only one.
+    assert tokens == [
+        {
+            "name": "LOCALMODEL_RUNTIME_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "m-runtime-token", "key": "token"}},
+        }
+    ]

@@ -39,6 +39,18 @@ def test_api_name_comes_from_spec_name_with_metadata_fallback() -> None:
     assert model_settings(localmodel("obj"))[0] == "obj"
 
 
+def test_with_the_release_key_each_model_gets_its_runtimes_token() -> None:
+    from localmodel_runtime.resource.runtime_token import runtime_token
+
+    assert model_settings(localmodel("m"))[1].upstream_token is None
+    settings = model_settings(localmodel("m", namespace="team-a"), b"release-key")[1]
+    assert settings.upstream_token == runtime_token(b"release-key", "team-a", "m")
+    assert (
+        settings.upstream_token
+        != model_settings(localmodel("m", namespace="team-b"), b"release-key")[1].upstream_token
+    )
+
+
 def test_settings_from_spec_deployment() -> None:
     obj = localmodel(
         "m",

@@ -87,6 +87,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $config "registry" .Values.registry }}
 {{- $_ = set $config "tag" (include "localmodel.tag" .) }}
 {{- $_ = set $config "namespaces" .Values.watchNamespaces }}
+{{- if .Values.runtimeAuth.enabled }}
+{{- $_ = set $config "runtimeKeyFile" "/etc/localmodel-runtime-key/key" }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
