@@ -325,10 +325,13 @@ class Children:
     deployment: Manifest
     service: Manifest
     pvc: Manifest | None
+    secret: Manifest | None = None
+    """The runtime token's Secret (token_secret.py), when runtimes require one."""
 
     def all(self) -> list[Manifest]:
-        """In apply order: what the Deployment mounts exists before it."""
-        return [m for m in (self.config_map, self.pvc, self.service, self.deployment) if m is not None]
+        """In apply order: what the Deployment mounts or reads exists before it."""
+        order = (self.config_map, self.pvc, self.secret, self.service, self.deployment)
+        return [m for m in order if m is not None]
 
 
 def build_children(model: Model, placement: Placement, startup_timeout: int) -> Children:

@@ -26,6 +26,11 @@ def register(reconciler: Reconciler, registry: kopf.OperatorRegistry) -> None:
         except RetryLater as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
 
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def localmodel_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            await reconciler.released(dict(body))
+
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
     @kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry)
     async def child_changed(meta: kopf.Meta, namespace: str | None, type: str | None, **_: Any) -> None:

@@ -102,6 +102,17 @@ class Kube:
         except ApiError as exc:
             raise _wrap(exc) from exc
 
+    async def list_localmodels(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every LocalModel in `namespace` (None: in all namespaces)."""
+        from lightkube import ALL_NS
+
+        try:
+            scope = ALL_NS if namespace is None else namespace
+            listing = self.client.list(LocalModelResource, namespace=scope)
+            return [as_dict(o) async for o in listing]
+        except ApiError as exc:
+            raise _wrap(exc) from exc
+
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return as_dict(await self.client.get(Deployment, name, namespace=namespace))

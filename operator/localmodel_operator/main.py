@@ -21,6 +21,7 @@ from typing import Any
 import kopf
 
 from localmodel_runtime.resource import GROUP
+from localmodel_runtime.resource.runtime_token import read_key
 
 from .handlers import register
 from .kube import Kube
@@ -100,7 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def cleanup(**_: Any) -> None:
         await kube.close()
 
-    register(Reconciler(kube, settings), registry)
+    try:
+        key = read_key(Path(settings.runtime_key_file)) if settings.runtime_key_file else None
+    except (OSError, ValueError) as exc:
+        print(f"localmodel-operator: runtimeKeyFile: {exc}", file=sys.stderr)
+        return 2
+    register(Reconciler(kube, settings, () if clusterwide else tuple(namespaces), key), registry)
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,

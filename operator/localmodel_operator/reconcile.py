@@ -9,6 +9,7 @@ served is reported (Degraded + Event) and not retried until it changes: no hot l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from localmodel_runtime.config import (
     parse_local_model_spec,
     unsupported_keys,
 )
+from localmodel_runtime.resource.claims import api_name, conflict_holder, conflict_message
+from localmodel_runtime.resource.runtime_token import runtime_token
 from localmodel_runtime.templates import PromptTemplate, TemplateError
 
 from .builders import PORT, Model, build_children
@@ -28,8 +31,10 @@ from .inference_pool import build_inference_pool
 from .kube import Kube, KubeError, NotFound
 from .ownership import ownership
 from .placement import Placement, PlacementError, place
+from .policy import violations
 from .settings import OperatorSettings
 from .status import Problem, conditions, merge_conditions, status_fields, transitions
+from .token_secret import build_token_secret, with_token
 
 log = logging.getLogger(__name__)
 EVENT_TYPES = {("Degraded", "True"): "Warning", ("Ready", "False"): "Normal"}
@@ -48,6 +53,7 @@ TEMPLATE_SLOTS = ("chat", "chat_message", "completion", "edit", "function", "mul
 # HTTP statuses with which the API server rejects a child we built from the spec: the spec is at fault.
 REJECTED = frozenset({400, 422})
 CONFLICT_RETRY_SECONDS = 30
+FORBIDDEN = 403
 
 
 class RetryLater(Exception):
@@ -90,6 +96,9 @@ def evaluate(name: str, namespace: str, spec: dict[str, Any], settings: Operator
         parsed = parse_local_model_spec(spec, source="spec")
     except ModelConfigError as exc:
         return Evaluation(None, None, Problem("InvalidSpec", "; ".join(exc.problems)))
+    refused = violations(parsed.deployment, settings.tenant_policy)
+    if refused:
+        return Evaluation(parsed, None, Problem("PolicyViolation", "; ".join(refused)))
     problem = template_problem(parsed)
     if problem is not None:
         return Evaluation(parsed, None, problem)
@@ -121,12 +130,18 @@ def identity_fields(name: str, namespace: str, evaluation: Evaluation) -> dict[s
 class Reconciler:
     kube: Kube
     settings: OperatorSettings
+    namespaces: tuple[str, ...] = ()
+    """The namespaces the operator watches (empty: all), where LocalModels may claim the same name."""
+    runtime_key: bytes | None = None
+    """The release key runtime tokens derive from (None: runtimes take any caller)."""
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _pending: set[tuple[str, str]] = field(default_factory=set)
     _pool_warned: set[tuple[str, str]] = field(default_factory=set)
     """Models told (once) that the InferencePool CRD is missing."""
     _rejected: dict[tuple[str, str], tuple[int, Problem]] = field(default_factory=dict)
     """Children the API server refused for a generation of the spec (reported until the spec changes)."""
+    _waiting: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    """API name → LocalModels that wait for an older one holding that name to go (NameConflict)."""
 
     async def reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -135,11 +150,25 @@ class Reconciler:
         evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
         self._rejected.pop(key, None)
         if evaluation.spec is not None and evaluation.placement is not None:
+            await self._check_name(body, generation)
             model = Model(name, namespace, meta["uid"], evaluation.spec)
             children = build_children(model, evaluation.placement, self.settings.startup_timeout_seconds)
+            if self.runtime_key is not None:
+                token = runtime_token(self.runtime_key, namespace, name)
+                children = dataclasses.replace(
+                    children,
+                    deployment=with_token(children.deployment, model),
+                    secret=build_token_secret(model, token),
+                )
             for child in [*children.all(), *await self._pool(model, body)]:
                 # Never adopt: an object of that name that is not this model's is left as it is.
-                owner = ownership(await self.kube.get_object(child), child)
+                try:
+                    existing = await self.kube.get_object(child)
+                except KubeError as exc:
+                    if exc.status == FORBIDDEN:
+                        await self._forbidden(key, generation, child, exc)
+                    raise
+                owner = ownership(existing, child)
                 if not owner.mine:
                     if not owner.previous:
                         self._rejected[key] = (generation, Problem("ChildConflict", owner.message))
@@ -150,12 +179,54 @@ class Reconciler:
                 try:
                     await self.kube.apply(child)
                 except KubeError as exc:
+                    if exc.status == FORBIDDEN:
+                        await self._forbidden(key, generation, child, exc)
                     if exc.status not in REJECTED:
                         raise  # the API or the network: kopf retries with back-off
                     what = f"{child['kind']} {child['metadata']['name']} was rejected: {exc}"
                     self._rejected[key] = (generation, Problem("InvalidSpec", what))
                     break
         await self.refresh(namespace, name)
+
+    async def _forbidden(
+        self, key: tuple[str, str], generation: int, child: dict[str, Any], exc: KubeError
+    ) -> None:
+        """The operator lacks a right in the model's namespace: say so on the LocalModel (Degraded,
+        reason Forbidden) and look again later, rather than retrying silently."""
+        what = (
+            f"the operator may not read or write {child['kind']} {child['metadata']['name']} in namespace "
+            f"{key[0]} ({exc}): bind the chart's operator rules there (helm value watchNamespaces)"
+        )
+        self._rejected[key] = (generation, Problem("Forbidden", what))
+        await self.refresh(*key)
+        raise RetryLater(f"{key[0]}/{key[1]}: {what}")
+
+    async def _check_name(self, body: dict[str, Any], generation: int) -> None:
+        """Raise RetryLater (after reporting NameConflict) when an older LocalModel holds the API name:
+        the newer one gets no children, and the router never routes to it (`claims`)."""
+        meta = body["metadata"]
+        key, name = (meta["namespace"], meta["name"]), api_name(body)
+        scopes: list[str | None] = list(self.namespaces) or [None]
+        others = [obj for scope in scopes for obj in await self.kube.list_localmodels(scope)]
+        holder = conflict_holder(body, others)
+        waiting = self._waiting.get(name, set())
+        if holder is None:
+            waiting.discard(key)
+            return
+        self._waiting.setdefault(name, set()).add(key)
+        message = conflict_message(name, holder)
+        self._rejected[key] = (generation, Problem("NameConflict", message))
+        await self.refresh(*key)
+        raise RetryLater(f"{key[0]}/{key[1]}: {message}")
+
+    async def released(self, body: dict[str, Any]) -> None:
+        """A LocalModel was deleted: the models that waited for its API name are reconciled now (one of
+        them takes the name over) rather than at their next retry."""
+        for namespace, name in sorted(self._waiting.pop(api_name(body), set())):
+            try:
+                await self.reconcile(await self.kube.get_localmodel(namespace, name))
+            except (RetryLater, NotFound):
+                continue
 
     async def _pool(self, model: Model, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The model's InferencePool when the settings ask for pools and the cluster has their CRD;

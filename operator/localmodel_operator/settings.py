@@ -19,6 +19,8 @@ from localmodel_runtime.gallery import GallerySource
 from localmodel_runtime.merge import deep_merge
 from localmodel_runtime.settings_file import gallery_sources_from, read_mapping
 
+from .policy import PolicyError, TenantPolicy, policy_from_dict
+
 CONFIG_ENV = "LOCALMODEL_OPERATOR_CONFIG"
 
 
@@ -72,6 +74,10 @@ class OperatorSettings:
     """Whether each LocalModel gets an InferencePool (Gateway API Inference Extension)."""
     endpoint_picker: dict[str, Any] | None = None
     """The pools' `endpointPickerRef`."""
+    tenant_policy: TenantPolicy = field(default_factory=TenantPolicy)
+    """What a LocalModel may ask of its pod (policy.py)."""
+    runtime_key_file: str | None = None
+    """The release key's file: each runtime then answers only callers with its token (the router)."""
 
     def image_for(self, backend: str, device: str) -> ImageEntry | None:
         return self.images.get(f"{backend}/{device}")
@@ -120,7 +126,16 @@ def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
         runtime_env=tuple(_runtime_env(merged.get("runtimeEnv") or [])),
         max_download=_quantity("maxDownloadSize", merged.get("maxDownloadSize")),
         **_inference_pool(merged.get("inferencePool") or {}),
+        tenant_policy=_tenant_policy(merged.get("tenantPolicy") or {}),
+        runtime_key_file=str(merged.get("runtimeKeyFile") or "") or None,
     )
+
+
+def _tenant_policy(block: Any) -> TenantPolicy:
+    try:
+        return policy_from_dict(block)
+    except PolicyError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 _QUANTITY = re.compile(r"([0-9]+)(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from localmodel_router.k8s_clock import KubernetesUseClock
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
 from localmodel_runtime.config import DeploymentSpec, ModelConfigError, parse_deployment_spec
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
+from localmodel_runtime.resource.claims import Claim, api_name, claim_of, created_seconds, holder
+from localmodel_runtime.resource.runtime_token import runtime_token
 
 log = logging.getLogger("localmodel.router")
 
@@ -26,21 +29,12 @@ SERVICE_LABEL = "kubernetes.io/service-name"
 Key = tuple[str, str]  # (namespace, object name)
 
 
-def _created(meta: dict[str, Any]) -> int | None:
-    stamp = meta.get("creationTimestamp")
-    if isinstance(stamp, str):
-        from datetime import datetime
-
-        with contextlib.suppress(ValueError):
-            return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
-    return None
-
-
-def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
-    """The API model name and the router's settings of one LocalModel object."""
+def model_settings(obj: dict[str, Any], runtime_key: bytes | None = None) -> tuple[str, ModelSettings]:
+    """The API model name and the router's settings of one LocalModel object; with the release's
+    `runtime_key`, the token its runtime pods require."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    name = spec.get("name") or meta.get("name")
+    name = api_name(obj)
     try:
         deployment = parse_deployment_spec(spec.get("deployment"))
     except ModelConfigError as exc:
@@ -51,7 +45,10 @@ def model_settings(obj: dict[str, Any]) -> tuple[str, ModelSettings]:
     settings = ModelSettings.from_deployment(
         deployment, meta.get("namespace"), meta.get("name"), meta.get("uid")
     )
-    return str(name), settings
+    if runtime_key is not None:
+        token = runtime_token(runtime_key, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        settings = dataclasses.replace(settings, upstream_token=token)
+    return name, settings
 
 
 def slice_endpoints(obj: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -72,20 +69,44 @@ def slice_endpoints(obj: dict[str, Any]) -> list[tuple[str, bool]]:
     return result
 
 
-class ClusterState:
-    """What the watches have seen, merged into the routing table on every change."""
+def forbidden(exc: Exception, kind: str, namespace: str | None) -> str | None:
+    """A readable sentence when `exc` is the API server refusing the router a right (403), else None."""
+    status = getattr(exc, "status", None)
+    if getattr(status, "code", None) != 403:
+        return None
+    where = "every namespace" if namespace is None else f"namespace {namespace}"
+    return (
+        f"the router may not list and watch {kind}s in {where} ({getattr(status, 'message', exc)}): bind the "
+        "chart's router rules there (helm value watchNamespaces) or watch only the namespaces it is bound in"
+    )
 
-    def __init__(self, table: ModelTable) -> None:
+
+class ClusterState:
+    """What the watches have seen, merged into the routing table on every change.
+
+    Several LocalModels may ask for one API name (in different namespaces): only the holder that
+    `claims.holder` picks (the oldest) is in the table; the others' endpoints are never routed to.
+    """
+
+    def __init__(self, table: ModelTable, runtime_key: bytes | None = None) -> None:
         self.table = table
-        self.models: dict[Key, tuple[str, ModelSettings, int | None]] = {}
+        self.runtime_key = runtime_key
+        self.models: dict[Key, tuple[str, ModelSettings, int | None, Claim]] = {}
         self.slices: dict[Key, dict[str, list[tuple[str, bool]]]] = {}
         """(namespace, service name) → slice name → endpoints."""
+        self.claimants: dict[str, set[Key]] = {}
+        """API name → the LocalModels that ask for it."""
+
+    def holder(self, name: str) -> Key | None:
+        return holder(self.models[key][3] for key in self.claimants.get(name, ()))
 
     def _sync(self, key: Key) -> None:
         known = self.models.get(key)
         if known is None:
             return
-        name, settings, created = known
+        name, settings, created, _ = known
+        if self.holder(name) != key:
+            return
         self.table.upsert_model(name, settings, created)
         merged: dict[str, bool] = {}
         for endpoints in self.slices.get(key, {}).values():
@@ -96,15 +117,30 @@ class ClusterState:
     def apply_localmodel(self, event: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
-        previous = self.models.pop(key, None)
-        name = None
-        if event != "DELETED":
-            name, settings = model_settings(obj)
-            self.models[key] = (name, settings, _created(meta))
-        # Keep the table entry (and its endpoints' counters) across updates; drop it when renamed.
-        if previous is not None and previous[0] != name:
-            self.table.remove_model(previous[0])
-        self._sync(key)
+        previous = self.models.get(key)
+        name = None if event == "DELETED" else api_name(obj)
+        names = {n for n in (previous[0] if previous else None, name) if n is not None}
+        holders = {n: self.holder(n) for n in names}
+        if previous is not None:
+            self.models.pop(key)
+            self.claimants[previous[0]].discard(key)
+            if not self.claimants[previous[0]]:
+                del self.claimants[previous[0]]
+        if name is not None:
+            name, settings = model_settings(obj, self.runtime_key)
+            created = created_seconds(meta)
+            self.models[key] = (name, settings, None if created is None else int(created), claim_of(obj))
+            self.claimants.setdefault(name, set()).add(key)
+        for each in sorted(names):
+            now = self.holder(each)
+            if now != holders[each]:
+                # Another LocalModel holds the name now (or none): its entry starts afresh, so no
+                # endpoint, setting or counter of the previous holder's pods is carried over.
+                self.table.remove_model(each)
+                if now is not None:
+                    self._sync(now)
+            elif now == key:
+                self._sync(key)
 
     def apply_endpointslice(self, event: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -151,13 +187,16 @@ class ClusterState:
 class KubernetesDiscovery(Discovery):
     """Watches LocalModels and EndpointSlices in `namespaces` (None: every namespace)."""
 
-    def __init__(self, namespaces: Sequence[str] | None, client: Any = None) -> None:
+    def __init__(
+        self, namespaces: Sequence[str] | None, client: Any = None, runtime_key: bytes | None = None
+    ) -> None:
         from lightkube import AsyncClient
         from lightkube.generic_resource import create_namespaced_resource
         from lightkube.resources.discovery_v1 import EndpointSlice
 
         self.client = client if client is not None else AsyncClient()
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
+        self.runtime_key = runtime_key
         self.localmodel = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
         self.endpointslice = EndpointSlice
         self.scaler = KubernetesScaler(self.client, self.localmodel)
@@ -176,7 +215,7 @@ class KubernetesDiscovery(Discovery):
     async def start(self, table: ModelTable) -> None:
         from lightkube import ALL_NS
 
-        state = ClusterState(table)
+        state = ClusterState(table, self.runtime_key)
         loop = asyncio.get_running_loop()
         for namespace in self.namespaces:
             for resource, kind in ((self.localmodel, KIND), (self.endpointslice, "EndpointSlice")):
@@ -216,7 +255,13 @@ class KubernetesDiscovery(Discovery):
                 raise
             except Exception as exc:
                 self._failing.add((kind, watch_ns))  # /readyz is false until the relist succeeds
-                log.warning("watching %s in %s failed (%s); listing again in %gs", kind, watch_ns, exc, delay)
+                refused = forbidden(exc, kind, namespace)
+                if refused is not None:
+                    log.error("%s; trying again in %gs", refused, delay)
+                else:
+                    log.warning(
+                        "watching %s in %s failed (%s); listing again in %gs", kind, watch_ns, exc, delay
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--api-keys-file", type=Path, metavar="FILE", help="accepted API keys, one per line")
     parser.add_argument(
+        "--runtime-key-file",
+        type=Path,
+        metavar="FILE",
+        help="the release key runtime tokens derive from: each runtime is called with its own token",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=_positive,
         default=defaults.connect_timeout,
@@ -274,7 +280,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
 
         try:
             namespaces = None if args.all_namespaces else (args.namespace or [_default_namespace()])
-            discovery = KubernetesDiscovery(namespaces)
+            discovery = KubernetesDiscovery(namespaces, runtime_key=_runtime_key(args.runtime_key_file))
         except ConfigError as exc:
             raise UsageError(
                 f"no Kubernetes configuration ({exc}); use --local-table for local mode"
@@ -297,6 +303,17 @@ def console_galleries(auto: AutoSetupSettings) -> tuple[GallerySource, ...]:
         return tuple(gallery_sources([]))
     except GalleryError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _runtime_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    from localmodel_runtime.resource.runtime_token import read_key
+
+    try:
+        return read_key(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--runtime-key-file: {exc}") from None
 
 
 def _default_namespace() -> str:

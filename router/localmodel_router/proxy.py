@@ -108,6 +108,9 @@ class Forwarder:
         """
         endpoints = await self.ready_endpoints(entry, metrics)
         endpoint = self.choose(entry, endpoints, data)
+        token = entry.settings.upstream_token
+        if token is not None:  # the runtime answers only the router (runtime tokens)
+            head = b"".join((head, b"authorization: Bearer ", token.encode(), b"\r\n"))
         settings = self.settings
         retried = False
         while True:

@@ -65,6 +65,8 @@ class ModelSettings:
     """Requests in flight per replica the load autoscaler aims for."""
     replicas: int | None = None
     """The replicas the LocalModel asks for now (`spec.deployment.replicas`)."""
+    upstream_token: str | None = None
+    """Sent to the model's runtime pods as `Authorization: Bearer` (runtime tokens, runtime_token.py)."""
 
     @classmethod
     def from_deployment(

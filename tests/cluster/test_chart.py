@@ -164,6 +164,26 @@ def test_install_serve_upgrade_uninstall(
     router_url = f"http://{routers[0]['status']['podIP']}:8080"
     assert httpx.get(f"{router_url}/readyz", timeout=10).status_code == 200
 
+    # Least privilege: with watchNamespaces the components hold Roles there, nothing else but the
+    # operator's CRD reads; the router's Leases stay in the watched namespace.
+    def can(component: str, verb: str, resource: str, ns: str) -> bool:
+        account = f"system:serviceaccount:{namespace}:lm-localmodel-{component}"
+        res = cp.kubectl("auth", "can-i", verb, resource, "-n", ns, f"--as={account}", check=False)
+        return res.stdout.strip() == "yes"
+
+    assert can("router", "create", "leases.coordination.k8s.io", namespace)
+    assert can("router", "list", "localmodels.localmodel.dev", namespace)
+    assert can("operator", "create", "deployments.apps", namespace)
+    for elsewhere in ("kube-system", "kube-node-lease", "default"):
+        for verb in ("create", "update", "patch"):
+            assert not can("router", verb, "leases.coordination.k8s.io", elsewhere), (verb, elsewhere)
+        assert not can("router", "list", "localmodels.localmodel.dev", elsewhere)
+        assert not can("operator", "create", "deployments.apps", elsewhere)
+        assert not can("operator", "get", "secrets", elsewhere)
+    assert can("operator", "watch", "customresourcedefinitions.apiextensions.k8s.io", "default")
+    cluster_roles = cp.kubectl("get", "clusterroles", "-o", "name").stdout.split()
+    assert f"clusterrole.rbac.authorization.k8s.io/{namespace}-lm-localmodel-router" not in cluster_roles
+
     # The operator, under the chart's ClusterRole, turns a LocalModel into a Deployment.
     cp.apply(TINY_MODEL % source, namespace)
     deployment = _explained(
@@ -181,6 +201,16 @@ def test_install_serve_upgrade_uninstall(
     request = {"model": "tiny", "prompt": "Hello", "max_tokens": 4}
     answer = cp.wait(lambda: _completion(router_url, request), 60, "a completion through the router")
     assert answer["model"] == "tiny" and isinstance(answer["choices"][0]["text"], str)
+    # The runtime answers only the router (runtimeAuth, on by default): called directly without the
+    # token it refuses in OpenAI's shape; its probes stay open; its token lives in the model's Secret.
+    pod = _ready_pods_of(cp, namespace, "tiny")
+    assert pod is not None
+    runtime_url = f"http://{pod[0]['status']['podIP']}:8080"
+    direct = httpx.post(f"{runtime_url}/v1/completions", json=request, timeout=30)
+    assert direct.status_code == 401 and direct.json()["error"]["code"] == "invalid_api_key", direct.text
+    assert httpx.get(f"{runtime_url}/healthz", timeout=10).status_code == 200
+    token_secret = cp.get("secret", "tiny-runtime-token", namespace)
+    assert token_secret["metadata"]["ownerReferences"][0]["kind"] == "LocalModel"
 
     # An upgrade changes the router (2 replicas, debug logs) and the operator's configuration, which
     # replaces the operator pod (Recreate).

@@ -1,7 +1,7 @@
 """The console's models endpoint in cluster mode: the real router process, as a ServiceAccount bound to
 the chart's router rules, reading LocalModels (conditions, backend, desired replicas) and their Events
-from a real API server. The chart's rules do not let the router list Events: the answer says so in
-words, and once a Role grants it the Events appear."""
+from a real API server. The chart's rules let the router list Events, so they appear; where a cluster's
+rules do not, the answer says so in words and still lists the models."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from tests.support.fixtures import Cluster
-from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
+from tests.support.router_cluster import (  # noqa: F401
+    ROUTER_ROLE,
+    RouterProcess,
+    install_crd_and_role,
+    router_role_fixture,
+    start_router_fixture,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 JsonDict = dict[str, Any]
@@ -109,16 +115,6 @@ def test_models_show_conditions_and_events_as_far_as_the_router_may_read_them(
     assert alpha["replicas"] == {"ready": 0, "desired": 2, "endpoints": 0}
     degraded = next(c for c in alpha["conditions"] if c["type"] == "Degraded")
     assert (degraded["reason"], degraded["message"]) == ("ModelFileMissing", MESSAGE)
-    # The chart's router rules have no `list` on events: said once, in words; the models still shown.
-    assert alpha["events"] == []
-    (problem,) = data["problems"]
-    assert problem.startswith(f"cannot list Events in namespace {namespace!r}: ") and "forbidden" in problem
-
-    cluster.kubectl("create", "role", "read-events", "-n", namespace, "--verb=list", "--resource=events")
-    cluster.kubectl(
-        "create", "rolebinding", "router-read-events", "-n", namespace, "--role=read-events",
-        f"--serviceaccount={namespace}:router",
-    )  # fmt: skip
     data = cluster.wait(lambda: listing_where(router, lambda m: bool(m["events"])), what="the Event shown")
     assert data["problems"] == []
     (seen,) = data["models"][0]["events"]
@@ -129,3 +125,20 @@ def test_models_show_conditions_and_events_as_far_as_the_router_may_read_them(
         "count": 3,
         "time": now,
     }
+
+    # A cluster whose rules leave out Events: said once, in words; the models are still shown.
+    role = cluster.get("clusterrole", ROUTER_ROLE)
+    without = [r for r in role["rules"] if "events" not in r.get("resources", [])]
+    cluster.kubectl("patch", "clusterrole", ROUTER_ROLE, "--type=merge", "-p", json.dumps({"rules": without}))
+    try:
+        data = cluster.wait(
+            lambda: console_models(router) if console_models(router)["problems"] else None,
+            what="the refused Events said",
+        )
+        (problem,) = data["problems"]
+        assert (
+            problem.startswith(f"cannot list Events in namespace {namespace!r}: ") and "forbidden" in problem
+        )
+        assert [m["name"] for m in data["models"]] == ["alpha"] and data["models"][0]["events"] == []
+    finally:
+        install_crd_and_role(cluster)

@@ -571,3 +571,30 @@ def test_objects_it_did_not_create_are_never_adopted(
     control_plane.apply(local_model("billing", llama(deployment={"replicas": 0})), namespace)
     lm, _ = wait(lambda: reconciled(control_plane, namespace, "billing"), op, what="billing reconciled")
     assert condition(lm, "Degraded")["status"] == "False"
+
+
+def test_a_name_held_in_another_namespace_is_name_conflict_until_the_holder_goes(
+    control_plane: Cluster, namespace: str, op: OperatorProcess
+) -> None:
+    other = f"{namespace}-b"  # sorts after `namespace`: it loses a tie on creation time too
+    control_plane.kubectl("create", "namespace", other)
+    try:
+        spec = llama(name="shared", deployment={"replicas": 0})
+        control_plane.apply(local_model("team-a", spec), namespace)
+        wait(lambda: reconciled(control_plane, namespace, "team-a"), op, what="team-a reconciled")
+        control_plane.apply(local_model("team-b", spec), other)
+        lm = wait(lambda: degraded(control_plane, other, "team-b", "NameConflict"), op, what="NameConflict")
+        message = condition(lm, "Degraded")["message"]
+        assert f"older LocalModel {namespace}/team-a" in message, message
+        found = wait(partial(events_for, control_plane, other, "team-b", "NameConflict"), op, what="Event")
+        assert found[0]["type"] == "Warning"
+        assert get(control_plane, "deployment", "team-b", other) is None
+        a = get(control_plane, "localmodel", "team-a", namespace)
+        assert a is not None and condition(a, "Degraded")["status"] == "False"
+
+        # The holder goes: the newer model takes the name over and gets its children.
+        control_plane.kubectl("delete", "localmodel", "team-a", "-n", namespace)
+        lm, _ = wait(lambda: reconciled(control_plane, other, "team-b"), op, what="team-b reconciled")
+        assert condition(lm, "Degraded")["status"] == "False"
+    finally:
+        control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)

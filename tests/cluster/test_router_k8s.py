@@ -17,10 +17,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.fixtures import Cluster
-from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
+from tests.support.router_cluster import (  # noqa: F401
+    RouterProcess,
+    router_kubeconfig,
+    router_role_fixture,
+    start_router_fixture,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 JsonDict = dict[str, Any]
@@ -159,6 +165,109 @@ def test_namespace_mode_needs_only_a_namespaced_binding(
         assert listed["here-model"]["ready"] is False
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def ready_addresses(cluster: Cluster, namespace: str, service: str) -> int:
+    slices = cluster.get("endpointslices", namespace=namespace)["items"]
+    return sum(
+        1
+        for s in slices
+        if s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == service
+        for e in s.get("endpoints") or []
+        if (e.get("conditions") or {}).get("ready") is not False
+    )
+
+
+def answering_pods(router: RouterProcess, model: str, times: int = 8) -> set[str]:
+    pods = set()
+    for _ in range(times):
+        response = router.post(model)
+        assert response.status_code == 200, response.text
+        pods.add(response.json()["pod"])
+    return pods
+
+
+def test_a_name_taken_in_another_namespace_never_takes_the_older_models_traffic(
+    router_role: Cluster, namespace: str, start_router: Callable[..., RouterProcess], tmp_path: Path
+) -> None:
+    cluster = router_role
+    other = f"{namespace}-b"  # sorts after `namespace`: it loses a tie on creation time too
+    cluster.kubectl("create", "namespace", other)
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    (flags / "ready").write_text("yes")
+    try:
+        router: RouterProcess = start_router("--cold-start-timeout", "2", all_namespaces=True)
+        cluster.apply(localmodel("team-a", "shared"), namespace)
+        cluster.apply(upstream("team-a", 1, flags), namespace)
+        cluster.wait(
+            lambda: (m := router.models().get("shared")) is not None and m["ready_endpoints"] == 1,
+            timeout=90,
+            what="shared served by team-a",
+        )
+        a_pods = pod_names(cluster, namespace, "team-a")
+        # Team B asks for the same API name later, with ready pods of its own.
+        cluster.apply(localmodel("team-b", "shared"), other)
+        cluster.apply(upstream("team-b", 1, flags), other)
+        cluster.wait(lambda: ready_addresses(cluster, other, "team-b") == 1, timeout=90, what="B's pod ready")
+        b_pods = pod_names(cluster, other, "team-b")
+        # A marker model made after B's pod was ready: once the router lists it ready, its single watch
+        # of each kind has delivered B's LocalModel and B's ready slice too (events come in order).
+        cluster.apply(localmodel("marker", "marker"), other)
+        cluster.apply(upstream("marker", 1, flags), other)
+        cluster.wait(
+            lambda: (m := router.models().get("marker")) is not None and m["ready_endpoints"] == 1,
+            timeout=90,
+            what="the marker model served",
+        )
+        # The router has seen B's ready pod, and still sends everything to A.
+        assert answering_pods(router, "shared") <= a_pods
+        assert router.models()["shared"]["ready_endpoints"] == 1
+
+        # Deleting B leaves A served.
+        cluster.kubectl("delete", "localmodel", "team-b", "-n", other)
+        assert answering_pods(router, "shared") <= a_pods
+        # B again, then A goes: the name is handed over to B, whose pods alone answer.
+        cluster.apply(localmodel("team-b", "shared"), other)
+        assert answering_pods(router, "shared") <= a_pods
+        cluster.kubectl("delete", "localmodel", "team-a", "-n", namespace)
+
+        def served_by_b() -> bool:
+            response = router.post("shared")
+            return response.status_code == 200 and response.json()["pod"] in b_pods
+
+        cluster.wait(served_by_b, timeout=60, what="shared handed over to team-b")
+        assert answering_pods(router, "shared") <= b_pods
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_a_namespace_without_the_routers_rights_is_a_clear_error_not_a_hang(
+    router_role: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster = router_role
+    unbound = f"{namespace}-unbound"
+    cluster.kubectl("create", "namespace", unbound)
+    kubeconfig = router_kubeconfig(cluster, namespace, tmp_path, cluster_wide=False)  # bound in `namespace`
+    router = RouterProcess(kubeconfig, ["--namespace", namespace, "--namespace", unbound], tmp_path / "r.log")
+    try:
+
+        def refused() -> str | None:
+            assert router.proc.poll() is None, router.output()
+            log = router.output()
+            return (
+                log
+                if f"the router may not list and watch LocalModels in namespace {unbound}" in log
+                else None
+            )
+
+        log = cluster.wait(refused, timeout=60, what="the router to say which right it lacks")
+        assert "watchNamespaces" in log and "forbidden" in log.lower()
+        ready = httpx.get(router.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+    finally:
+        router.stop()
+        cluster.kubectl("delete", "namespace", unbound, "--wait=false", check=False)
 
 
 class OperatorStandIn(threading.Thread):

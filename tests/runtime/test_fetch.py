@@ -257,6 +257,22 @@ def test_huggingface_uri_with_revision_and_token(server: FileServer, tmp_path: P
     assert sent["authorization"] == "Bearer secret"
 
 
+def test_the_hf_token_goes_only_over_https_or_loopback_and_only_to_the_endpoint() -> None:
+    from localmodel_runtime.fetch_sources import HttpSource, resolve_source
+
+    def sent(uri: str, endpoint: str) -> str | None:
+        source = resolve_source(uri, {"HF_ENDPOINT": endpoint, "HF_TOKEN": "secret"})
+        assert isinstance(source, HttpSource)
+        return source.headers.get("Authorization")
+
+    assert sent("hf://o/r/x.gguf", "https://mirror.example") == "Bearer secret"
+    assert sent("hf://o/r/x.gguf", "http://127.0.0.1:9000") == "Bearer secret"
+    assert sent("hf://o/r/x.gguf", "http://mirror.example") is None  # clear text across a network
+    assert sent("https://mirror.example/o/r/resolve/main/x", "https://mirror.example") == "Bearer secret"
+    assert sent("http://mirror.example/o/r/resolve/main/x", "https://mirror.example") is None
+    assert sent("https://elsewhere.example/x.gguf", "https://mirror.example") is None
+
+
 def test_huggingface_without_token_sends_no_authorization(server: FileServer, tmp_path: Path) -> None:
     server.files["/o/r/resolve/dev/x.bin"] = Served(b"data")
     path = config_file(tmp_path, [{"filename": "x.bin", "uri": "huggingface://o/r@dev/x.bin"}])

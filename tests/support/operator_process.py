@@ -28,6 +28,7 @@ from tests.support.net import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "localmodel.yaml"
 RULES_FILE = REPO_ROOT / "helm" / "localmodel" / "files" / "operator-rules.yaml"
+CLUSTER_RULES_FILE = REPO_ROOT / "helm" / "localmodel" / "files" / "operator-cluster-rules.yaml"
 OPERATOR_BIN = Path(sys.executable).parent / "localmodel-operator"
 SYSTEM_NAMESPACE = "localmodel-system"
 ACCOUNT = "localmodel-operator"
@@ -50,8 +51,10 @@ def install_crd(kubectl: Kubectl) -> None:
 
 
 def operator_rules() -> list[dict[str, Any]]:
+    """The chart's ClusterRole for an operator watching every namespace: both rules files."""
     rules: list[dict[str, Any]] = yaml.safe_load(RULES_FILE.read_text())
-    return rules
+    cluster_rules: list[dict[str, Any]] = yaml.safe_load(CLUSTER_RULES_FILE.read_text())
+    return rules + cluster_rules
 
 
 def grant_operator_rbac(kubectl: Kubectl, server: str, ca_file: Path, kubeconfig: Path) -> Path:

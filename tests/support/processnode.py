@@ -122,8 +122,11 @@ class ProcessNode:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def base_env(self, pod: JsonDict) -> dict[str, str]:
-        """What every container starts with, like the kubelet's service environment."""
+        """What every container starts with, like the kubelet's service environment; the tests'
+        PYTHONPATH too, so that pods run the code under test (a worktree's, not the venv's install)."""
+        python_path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
         return {
+            **python_path,
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
             "HOSTNAME": pod["metadata"]["name"],

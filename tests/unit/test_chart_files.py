@@ -89,6 +89,9 @@ def test_defaults_render_a_hardened_operator_and_router() -> None:
         ("Service", "lm-localmodel-router"),
         ("Deployment", "lm-localmodel-operator"),
         ("Deployment", "lm-localmodel-router"),
+        ("ValidatingAdmissionPolicy", "lm-system-lm-localmodel-tenant-policy"),
+        ("ValidatingAdmissionPolicyBinding", "lm-system-lm-localmodel-tenant-policy"),
+        ("Secret", "lm-localmodel-runtime-key"),
     }
     operator = objs["Deployment", "lm-localmodel-operator"]
     assert operator["spec"]["replicas"] == 1
@@ -189,8 +192,9 @@ def test_every_optional_feature_renders() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "lm-localmodel-router", "namespace": "lm-system"}
     ]
-    cluster_rules = objs["ClusterRole", "lm-system-lm-localmodel-router"]["rules"]
-    assert not any("create" in rule["verbs"] and "localmodels" in rule["resources"] for rule in cluster_rules)
+    assert ("ClusterRole", "lm-system-lm-localmodel-router") not in objs
+    watched_rules = objs["Role", "lm-localmodel-router"]["rules"]
+    assert not any("create" in rule["verbs"] and "localmodels" in rule["resources"] for rule in watched_rules)
     volumes = router["spec"]["template"]["spec"]["volumes"]
     assert {"name": "api-keys", "secret": {"secretName": "router-keys"}} in volumes
     operator = objs["Deployment", "lm-localmodel-operator"]
@@ -224,6 +228,43 @@ def test_programs_accept_the_rendered_arguments(values: JsonDict) -> None:
 def test_network_policy_defaults_to_the_release_namespace() -> None:
     docs = render({"networkPolicy": {"enabled": True}})
     assert [d["metadata"]["namespace"] for d in docs if d["kind"] == "NetworkPolicy"] == ["lm-system"]
+    docs = render(
+        {"networkPolicy": {"enabled": True, "namespaces": ["extra"]}, "watchNamespaces": ["a", "b"]}
+    )
+    assert sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "NetworkPolicy") == [
+        "a",
+        "b",
+        "extra",
+    ]
+
+
+def test_watched_namespaces_get_roles_and_nothing_cluster_wide_but_reads_for_kopf() -> None:
+    objs = by_kind(render({"watchNamespaces": ["a", "b"]}))
+    cluster_kinds = {(k, n) for k, n in objs if k in ("ClusterRole", "ClusterRoleBinding")}
+    assert cluster_kinds == {
+        ("ClusterRole", "lm-system-lm-localmodel-operator"),
+        ("ClusterRoleBinding", "lm-system-lm-localmodel-operator"),
+    }
+    crd_rules = yaml.safe_load((CHART / "files" / "operator-cluster-rules.yaml").read_text())
+    assert objs["ClusterRole", "lm-system-lm-localmodel-operator"]["rules"] == crd_rules
+    assert [r["resources"] for r in crd_rules] == [["customresourcedefinitions"], ["namespaces"]]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in crd_rules)
+    docs = render({"watchNamespaces": ["a", "b"]})
+    for component in ("operator", "router"):
+        rules = yaml.safe_load((CHART / "files" / f"{component}-rules.yaml").read_text())
+        roles = [
+            d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == f"lm-localmodel-{component}"
+        ]
+        assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+        assert all(r["rules"] == rules for r in roles)
+        bindings = [
+            d
+            for d in docs
+            if d["kind"] == "RoleBinding" and d["metadata"]["name"] == f"lm-localmodel-{component}"
+        ]
+        assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
+        account = {"kind": "ServiceAccount", "name": f"lm-localmodel-{component}", "namespace": "lm-system"}
+        assert all(b["subjects"] == [account] for b in bindings)
 
 
 def test_chart_crd_is_the_generated_crd() -> None:
@@ -238,6 +279,8 @@ def test_cluster_roles_are_the_rules_files() -> None:
     objs = by_kind(render())
     for component in ("operator", "router"):
         rules = yaml.safe_load((CHART / "files" / f"{component}-rules.yaml").read_text())
+        if component == "operator":
+            rules += yaml.safe_load((CHART / "files" / "operator-cluster-rules.yaml").read_text())
         role = objs["ClusterRole", f"lm-system-lm-localmodel-{component}"]
         assert role["rules"] == rules
         binding = objs["ClusterRoleBinding", f"lm-system-lm-localmodel-{component}"]
@@ -372,3 +415,44 @@ def test_the_router_gets_the_galleries_for_its_console_with_automatic_setup_off(
     parsed = router_main.build_parser().parse_args(args)
     sources = router_main.console_galleries(router_main.auto_setup_settings(parsed))
     assert [(s.name, s.url) for s in sources] == [("localai", "https://example.org/index.yaml")]
+
+
+def test_admission_policy_follows_the_tenant_policy_and_the_watched_namespaces() -> None:
+    name = "lm-system-lm-localmodel-tenant-policy"
+    objs = by_kind(render({"watchNamespaces": ["team-a", "team-b"]}))
+    policy = objs[("ValidatingAdmissionPolicy", name)]
+    messages = " ".join(v.get("message") or v.get("messageExpression") for v in policy["spec"]["validations"])
+    for field in ("image", "env may not set", "envFrom", "valueFrom", "serviceAccountName", "existingClaim"):
+        assert field in messages, field
+    selector = objs[("ValidatingAdmissionPolicyBinding", name)]["spec"]["matchResources"]["namespaceSelector"]
+    assert selector["matchExpressions"][0]["values"] == ["team-a", "team-b"]
+    # Opened keys drop their rules; trusted tenants, a switched-off policy or Kubernetes < 1.30: none.
+    opened = {"tenantPolicy": {"allowEnvFrom": True, "allowServiceAccountName": True}}
+    policy = by_kind(render({"operator": {"config": opened}}))[("ValidatingAdmissionPolicy", name)]
+    messages = " ".join(v.get("message") or v.get("messageExpression") for v in policy["spec"]["validations"])
+    assert "envFrom" not in messages and "serviceAccountName" not in messages and "image" in messages
+    for values, extra in (
+        ({"operator": {"config": {"tenantPolicy": {"trustedTenants": True}}}}, []),
+        ({"admissionPolicy": {"enabled": False}}, []),
+        ({}, ["--kube-version", "1.29.0"]),
+    ):
+        kinds = {kind for kind, _ in by_kind(render(values, *extra))}
+        assert "ValidatingAdmissionPolicy" not in kinds and "ValidatingAdmissionPolicyBinding" not in kinds
+
+
+def test_runtime_auth_gives_the_operator_and_router_the_release_key() -> None:
+    objs = by_kind(render())
+    secret = objs["Secret", "lm-localmodel-runtime-key"]
+    assert len(secret["data"]["key"]) > 40
+    config = yaml.safe_load(objs["ConfigMap", "lm-localmodel-operator"]["data"]["operator.yaml"])
+    assert config["runtimeKeyFile"] == "/etc/localmodel-runtime-key/key"
+    router = objs["Deployment", "lm-localmodel-router"]
+    assert "--runtime-key-file=/etc/localmodel-runtime-key/key" in _container(router)["args"]
+    for deployment in (router, objs["Deployment", "lm-localmodel-operator"]):
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "runtime-key", "secret": {"secretName": "lm-localmodel-runtime-key"}} in volumes
+    off = by_kind(render({"runtimeAuth": {"enabled": False}}))
+    assert ("Secret", "lm-localmodel-runtime-key") not in off
+    config = yaml.safe_load(off["ConfigMap", "lm-localmodel-operator"]["data"]["operator.yaml"])
+    assert config["runtimeKeyFile"] == ""
+    assert not any("runtime-key" in a for a in _container(off["Deployment", "lm-localmodel-router"])["args"])

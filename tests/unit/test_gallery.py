@@ -19,6 +19,7 @@ from localmodel_runtime.gallery import (
     GallerySource,
     find_entry,
     install_config,
+    install_manifest,
     load_index,
     resolve_url,
 )
@@ -177,6 +178,22 @@ def test_a_bad_entry_config_names_the_entry(tmp_path: Path) -> None:
     with pytest.raises(GalleryError) as info:
         install_config(find_entry(entries(f"file://{tmp_path}/index.yaml"), "broken"))
     assert "test@broken" in str(info.value) and "threads" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "- name: pod\n  config_file: {backend: llama, deployment: {image: evil.example/x:1}}\n",
+        "- name: pod\n  config_file: {backend: llama}\n  overrides:\n"
+        "    deployment: {env: [{name: LD_PRELOAD, value: /models/x.so}], serviceAccountName: admin}\n",
+    ],
+)
+def test_a_gallery_entry_carrying_deployment_is_refused(tmp_path: Path, entry: str) -> None:
+    (tmp_path / "index.yaml").write_text(entry)
+    found = find_entry(entries(f"file://{tmp_path}/index.yaml"), "pod")
+    with pytest.raises(GalleryError) as info:
+        install_manifest(found, "models")
+    assert "test@pod: a gallery entry may not set `deployment`" in str(info.value)
 
 
 def test_github_urls() -> None:

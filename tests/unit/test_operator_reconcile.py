@@ -64,10 +64,16 @@ class FakeKube:
         self.body = body
         self.reject = reject or {}
         self.applied: list[str] = []
+        self.manifests: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.events: list[tuple[str, str]] = []
         self.existing: dict[tuple[str, str], dict[str, Any]] = {}
         """Objects already on the server, by (kind, name)."""
+        self.localmodels: list[dict[str, Any]] = []
+        """Other LocalModels in the watched namespaces."""
+
+    async def list_localmodels(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [self.body, *self.localmodels]
 
     async def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         return self.existing.get((manifest["kind"], manifest["metadata"]["name"]))
@@ -76,6 +82,7 @@ class FakeKube:
         if manifest["kind"] in self.reject:
             raise KubeError("Invalid: spec.template.spec.containers[0]: bad", self.reject[manifest["kind"]])
         self.applied.append(manifest["kind"])
+        self.manifests.append(manifest)
         return manifest
 
     async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
@@ -217,3 +224,61 @@ def test_inference_pool_settings_are_checked() -> None:
         settings_from_dict({"inferencePool": {"enabled": True, "endpointPickerRef": {"port": 1}}})
     with pytest.raises(SettingsError, match="inferencePool"):
         settings_from_dict({"inferencePool": {"enabled": "yes"}})
+
+
+async def test_a_newer_localmodel_asking_for_a_held_name_gets_no_children_and_name_conflict() -> None:
+    kube = FakeKube(body(llama(name="shared")))
+    kube.body["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    older = {
+        "metadata": {"name": "m", "namespace": "team-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": llama(name="shared"),
+    }
+    kube.localmodels.append(older)
+    r = reconciler(kube)
+    with pytest.raises(RetryLater, match="team-a/m"):
+        await r.reconcile(kube.body)
+    assert kube.applied == []
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "NameConflict"
+    assert "team-a/m" in degraded["message"]
+    assert ("Warning", "NameConflict") in kube.events
+    # The holder is deleted: the waiting model is reconciled at once and takes the name over.
+    kube.localmodels.clear()
+    await r.released(older)
+    assert "Deployment" in kube.applied
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "False"
+
+
+async def test_a_missing_right_is_degraded_forbidden_naming_it_and_retried_later() -> None:
+    kube = FakeKube(body(llama()), reject={"Service": 403})
+    with pytest.raises(RetryLater, match="may not read or write Service m in namespace ns"):
+        await reconciler(kube).reconcile(kube.body)
+    degraded = next(c for c in kube.statuses[-1]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "Forbidden"
+    assert "watchNamespaces" in degraded["message"]
+
+
+async def test_with_a_release_key_each_runtime_gets_its_own_token_from_its_secret() -> None:
+    import base64
+
+    from localmodel_runtime.resource.runtime_token import runtime_token
+
+    kube = FakeKube(body(llama(deployment={"env": [{"name": "LOCALMODEL_RUNTIME_TOKEN", "value": "mine"}]})))
+    await Reconciler(cast(Kube, kube), SETTINGS, runtime_key=b"release-key").reconcile(kube.body)
+    assert kube.applied.index("Secret") < kube.applied.index("Deployment")
+    secret = next(m for m in kube.manifests if m["kind"] == "Secret")
+    assert secret["metadata"]["name"] == "m-runtime-token"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert token == runtime_token(b"release-key", "ns", "m")
+    deployment = next(m for m in kube.manifests if m["kind"] == "Deployment")
+    runtime = deployment["spec"]["template"]["spec"]["containers"][0]
+    tokens = [e for e in runtime["env"] if e["name"] == "LOCALMODEL_RUNTIME_TOKEN"]
+    # The model's own value is dropped: the Secret's is the only one.
+    assert tokens == [
+        {
+            "name": "LOCALMODEL_RUNTIME_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "m-runtime-token", "key": "token"}},
+        }
+    ]

@@ -292,6 +292,25 @@ async def test_gallery_entry_of_an_allowed_gallery_is_created(tmp_path: Path) ->
     assert len(store.created) == 1
 
 
+async def test_a_gallery_entry_carrying_deployment_creates_nothing(tmp_path: Path) -> None:
+    source = write_gallery(tmp_path)
+    index = tmp_path / "index.yaml"
+    index.write_text(
+        index.read_text(encoding="utf-8").replace(
+            "    parameters: {temperature: 0.2}\n",
+            "    parameters: {temperature: 0.2}\n    deployment: {image: evil.example/x:1}\n",
+        ),
+        encoding="utf-8",
+    )
+    store = FakeStore()
+    setup = AutoSetup(settings(repositories=(), galleries=("local",), sources=(source,)), ModelTable(), store)
+    with pytest.raises(RouterError) as info:
+        await setup.serve(requester("tiny-chat"))
+    assert (info.value.status, info.value.code) == (502, "auto_setup_failed")
+    assert "may not set `deployment`" in info.value.message
+    assert store.created == []
+
+
 async def test_gallery_not_allowed_is_refused_and_unknown_entries_are_404(tmp_path: Path) -> None:
     store = FakeStore()
     source = write_gallery(tmp_path)

@@ -39,6 +39,18 @@ def test_api_name_comes_from_spec_name_with_metadata_fallback() -> None:
     assert model_settings(localmodel("obj"))[0] == "obj"
 
 
+def test_with_the_release_key_each_model_gets_its_runtimes_token() -> None:
+    from localmodel_runtime.resource.runtime_token import runtime_token
+
+    assert model_settings(localmodel("m"))[1].upstream_token is None
+    settings = model_settings(localmodel("m", namespace="team-a"), b"release-key")[1]
+    assert settings.upstream_token == runtime_token(b"release-key", "team-a", "m")
+    assert (
+        settings.upstream_token
+        != model_settings(localmodel("m", namespace="team-b"), b"release-key")[1].upstream_token
+    )
+
+
 def test_settings_from_spec_deployment() -> None:
     obj = localmodel(
         "m",
@@ -114,6 +126,60 @@ def test_namespaces_are_kept_apart() -> None:
     state.apply_localmodel("ADDED", localmodel("a", namespace="one"))
     state.apply_endpointslice("ADDED", endpointslice("a", "a-x", [("10.0.0.9", True)], namespace="two"))
     assert table.models["a"].endpoints == []
+
+
+def created_at(obj: dict[str, Any], stamp: str) -> dict[str, Any]:
+    obj["metadata"]["creationTimestamp"] = stamp
+    return obj
+
+
+def test_the_oldest_localmodel_holds_a_name_asked_for_in_two_namespaces() -> None:
+    table = ModelTable()
+    state = ClusterState(table)
+    older = created_at(localmodel("a", namespace="team-a", name="shared"), "2026-01-01T00:00:00Z")
+    newer = created_at(localmodel("b", namespace="team-b", name="shared"), "2026-01-02T00:00:00Z")
+    state.apply_localmodel("ADDED", older)
+    state.apply_endpointslice("ADDED", endpointslice("a", "a-1", [("10.0.0.1", True)], namespace="team-a"))
+    state.apply_localmodel("ADDED", newer)
+    state.apply_endpointslice("ADDED", endpointslice("b", "b-1", [("10.0.0.2", True)], namespace="team-b"))
+    # Every event of the newer model leaves the older one's endpoints in place.
+    state.apply_endpointslice("MODIFIED", endpointslice("b", "b-1", [("10.0.0.3", True)], namespace="team-b"))
+    state.apply_localmodel("MODIFIED", newer)
+    entry = table.models["shared"]
+    assert [e.address for e in entry.endpoints] == ["10.0.0.1:8080"]
+    assert entry.settings.namespace == "team-a"
+    # Deleting the newer one leaves the older one served, the same entry.
+    state.apply_localmodel("DELETED", newer)
+    assert table.models["shared"] is entry and [e.address for e in entry.endpoints] == ["10.0.0.1:8080"]
+    # Deleting the older one hands the name over to the next oldest, with its own endpoints only.
+    state.apply_localmodel("ADDED", newer)
+    state.apply_localmodel("DELETED", older)
+    handed = table.models["shared"]
+    assert handed.settings.namespace == "team-b"
+    assert [e.address for e in handed.endpoints] == ["10.0.0.3:8080"]
+
+
+def test_an_older_claimant_seen_later_takes_the_name_and_ties_go_by_namespace() -> None:
+    table = ModelTable()
+    state = ClusterState(table)
+    newer = created_at(localmodel("b", namespace="team-b", name="shared"), "2026-01-02T00:00:00Z")
+    older = created_at(localmodel("a", namespace="team-a", name="shared"), "2026-01-01T00:00:00Z")
+    state.apply_endpointslice("ADDED", endpointslice("b", "b-1", [("10.0.0.2", True)], namespace="team-b"))
+    state.apply_localmodel("ADDED", newer)
+    assert [e.address for e in table.models["shared"].endpoints] == ["10.0.0.2:8080"]
+    # A relist that finds the older one too (in any order) leaves no trace of the newer one's pods.
+    state.replace("LocalModel", None, [newer, older])
+    assert table.models["shared"].settings.namespace == "team-a"
+    assert table.models["shared"].endpoints == []
+    # Same second: the namespace decides.
+    same = created_at(localmodel("c", namespace="aaa", name="shared"), "2026-01-01T00:00:00Z")
+    state.apply_localmodel("ADDED", same)
+    assert table.models["shared"].settings.namespace == "aaa"
+    # Renaming the holder away hands the name on.
+    renamed = created_at(localmodel("c", namespace="aaa", name="own"), "2026-01-01T00:00:00Z")
+    state.apply_localmodel("MODIFIED", renamed)
+    assert table.models["shared"].settings.namespace == "team-a"
+    assert table.models["own"].settings.namespace == "aaa"
 
 
 def test_relist_forgets_what_disappeared_while_disconnected() -> None:

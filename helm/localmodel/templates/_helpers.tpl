@@ -87,6 +87,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $config "registry" .Values.registry }}
 {{- $_ = set $config "tag" (include "localmodel.tag" .) }}
 {{- $_ = set $config "namespaces" .Values.watchNamespaces }}
+{{- if .Values.runtimeAuth.enabled }}
+{{- $_ = set $config "runtimeKeyFile" "/etc/localmodel-runtime-key/key" }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -108,8 +111,8 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
-{{/* Namespaces that get a runtime NetworkPolicy. */}}
+{{/* Namespaces that get a runtime NetworkPolicy: every watched one, plus `networkPolicy.namespaces`. */}}
 {{- define "localmodel.networkPolicyNamespaces" -}}
-{{- $namespaces := .Values.networkPolicy.namespaces | default .Values.watchNamespaces | default (list .Release.Namespace) }}
+{{- $namespaces := concat .Values.watchNamespaces .Values.networkPolicy.namespaces | default (list .Release.Namespace) }}
 {{- toJson (uniq $namespaces) }}
 {{- end }}
