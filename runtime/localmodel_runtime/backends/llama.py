@@ -35,6 +35,7 @@ from .base import (
 )
 from .llama_batch import BatchEngine, build_sampler
 from .llama_ggml import GGML_MAGICS, legacy_ggml_message
+from .llama_lora import LoraAdapters
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class LlamaBackend(Backend):
         self._vocab: Any = None
         self._ctx: Any = None
         self._embed_ctx: Any = None
-        self._lora: Any = None
+        self._lora: LoraAdapters | None = None
         self._engine: BatchEngine | None = None
         self._embed_lock = threading.Lock()
         self._keepalive: list[Any] = []
@@ -215,7 +216,8 @@ class LlamaBackend(Backend):
             )
         self._ctx = ctx
         self._n_ctx_seq = int(lib.llama_n_ctx_seq(ctx)) if hasattr(lib, "llama_n_ctx_seq") else n_ctx
-        self._apply_lora(ctx)
+        self._lora = LoraAdapters.load(lib, model, cfg, self.models_dir)
+        self._lora.apply(ctx)
         if cfg.embeddings:
             self._embed_ctx = self._embedding_context(n_ctx)
         self._engine = BatchEngine(
@@ -285,28 +287,6 @@ class LlamaBackend(Backend):
                 setattr(cparams, attr, _CACHE_TYPES[value.lower()])
         return cparams
 
-    def _apply_lora(self, ctx: Any) -> None:
-        lib, cfg = self._lib, self.config
-        if cfg.lora_base:
-            log.info("lora_base is ignored: llama.cpp applies the adapter to the loaded model")
-        if not cfg.lora_adapter:
-            return
-        path = self.models_dir / cfg.lora_adapter
-        if not path.is_file():
-            raise ModelLoadError(f"lora_adapter {path} does not exist")
-        self._lora = lib.llama_adapter_lora_init(self._model, str(path).encode())
-        if not self._lora:
-            raise ModelLoadError(f"llama.cpp could not load the LoRA adapter {path}")
-        self._set_lora(ctx)
-
-    def _set_lora(self, ctx: Any) -> None:
-        lib = self._lib
-        adapters = (lib.llama_adapter_lora_p_ctypes * 1)(self._lora)
-        # LocalAI's lora_scale 0 means "unset": full strength.
-        scales = (ctypes.c_float * 1)(self.config.lora_scale or 1.0)
-        if lib.llama_set_adapters_lora(ctx, adapters, 1, scales):
-            raise ModelLoadError(f"llama.cpp could not apply the LoRA adapter {self.config.lora_adapter}")
-
     def _embedding_context(self, n_ctx: int) -> Any:
         lib = self._lib
         cparams = self._context_params(n_ctx, n_ctx)
@@ -323,8 +303,8 @@ class LlamaBackend(Backend):
             ctx = lib.llama_init_from_model(self._model, cparams)
         if not ctx:
             raise ModelLoadError("llama.cpp could not create the embeddings context")
-        if self._lora:
-            self._set_lora(ctx)
+        if self._lora is not None:
+            self._lora.apply(ctx)
         return ctx
 
     def _meta(self, key: str) -> str | None:
@@ -504,8 +484,8 @@ class LlamaBackend(Backend):
         if self._ctx:
             lib.llama_free(self._ctx)
             self._ctx = None
-        if self._lora:
-            lib.llama_adapter_lora_free(self._lora)
+        if self._lora is not None:
+            self._lora.free()
             self._lora = None
         if self._model:
             lib.llama_model_free(self._model)

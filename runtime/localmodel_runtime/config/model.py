@@ -107,11 +107,15 @@ class ModelConfig(LocalAIBlock):
     yarn_attn_factor: float | None = opt("YaRN attention magnitude factor.")
     yarn_beta_fast: float | None = opt("YaRN low correction dimension.")
     yarn_beta_slow: float | None = opt("YaRN high correction dimension.")
-    lora_adapter: LenientStr | None = opt("LoRA adapter file.")
-    lora_base: LenientStr | None = opt("LoRA base model file.")
-    lora_scale: float | None = opt("LoRA scale.")
-    lora_adapters: list[LenientStr] | None = opt("Several LoRA adapters (diffusers).")
-    lora_scales: list[float] | None = opt("Scales for lora_adapters.")
+    lora_adapter: LenientStr | None = opt("LoRA adapter file (GGUF, llama backend).")
+    lora_base: LenientStr | None = opt("LoRA base model file (ignored: llama.cpp adapts the loaded model).")
+    lora_scale: float | None = opt("Scale of lora_adapter (0 = unset = 1.0).")
+    lora_adapters: list[LenientStr] | None = opt(
+        "Several LoRA adapter files applied together, after lora_adapter (served by: llama)."
+    )
+    lora_scales: list[float] | None = opt(
+        "Scale of each lora_adapters entry in order; a missing one is 1.0, 0 turns it off (served by: llama)."
+    )
     n_draft: NonNegInt | None = opt("Maximum draft tokens per speculative step.")
     type: LenientStr | None = opt(
         "Model class: AutoModelForCausalLM, OVModelForCausalLM, OVModelForFeatureExtraction, "
@@ -250,8 +254,6 @@ NOT_SERVED: frozenset[str] = frozenset(
         "load_format",
         "disable_log_stats",
         "limit_mm_per_prompt",
-        "lora_adapters",
-        "lora_scales",
         "prompt_cache_ro",
         # Tool calls are served as JSON (name/arguments keys, no-action answer, parallel calls, grammar
         # on or off); LocalAI's regex, XML and mixed-text parsing of replies is not.
@@ -301,3 +303,11 @@ NOT_SERVED: frozenset[str] = frozenset(
         "parameters.pooling_half_life_tokens",
     }
 )
+
+
+# Keys that only some backends act on (canonical backend names): set on a model served by another
+# backend, they are listed in `status.unsupported` like the NOT_SERVED ones.
+SERVED_BY: dict[str, frozenset[str]] = {
+    "lora_adapters": frozenset({"llama"}),
+    "lora_scales": frozenset({"llama"}),
+}
