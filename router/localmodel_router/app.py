@@ -35,6 +35,7 @@ PROXIED = frozenset(
         "/completions",
         "/edits",
         "/embeddings",
+        "/rerank",
         "/responses",
         "/messages",
         "/messages/count_tokens",

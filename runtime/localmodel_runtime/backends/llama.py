@@ -12,7 +12,6 @@ import asyncio
 import ctypes
 import json
 import logging
-import math
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -36,13 +35,13 @@ from .base import (
 from .llama_batch import BatchEngine, build_sampler
 from .llama_ggml import GGML_MAGICS, legacy_ggml_message
 from .llama_lora import LoraAdapters
+from .llama_pooled import RANK_POOLING, normalized, pooled_context, rerank_tokens, run_pooled
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
 DEFAULT_BATCH = 512
-EMBEDDING_SEQUENCES = 8
 
 _CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 _FLASH_ATTENTION = {"auto": -1, "on": 1, "enabled": 1, "true": 1, "1": 1, "off": 0, "disabled": 0, "false": 0}
@@ -106,9 +105,12 @@ class LlamaBackend(Backend):
         self._vocab: Any = None
         self._ctx: Any = None
         self._embed_ctx: Any = None
+        self._rerank_ctx: Any = None
+        self._rerank_template: str | None = None
         self._lora: LoraAdapters | None = None
         self._engine: BatchEngine | None = None
-        self._embed_lock = threading.Lock()
+        self._pooled_lock = threading.Lock()
+        """One pooled batch at a time (embeddings and reranking share the lock, not the context)."""
         self._keepalive: list[Any] = []
         """ctypes arrays the C side points to (tensor_split) must outlive the model."""
         self._n_ctx_seq = 0
@@ -219,7 +221,11 @@ class LlamaBackend(Backend):
         self._lora = LoraAdapters.load(lib, model, cfg, self.models_dir)
         self._lora.apply(ctx)
         if cfg.embeddings:
-            self._embed_ctx = self._embedding_context(n_ctx)
+            self._embed_ctx = self._pooled_context(n_ctx, rank=False)
+        if cfg.reranking:
+            self._check_reranker(path)
+            self._rerank_ctx = self._pooled_context(n_ctx, rank=True)
+            self._rerank_template = self._meta("tokenizer.chat_template.rerank")
         self._engine = BatchEngine(
             lib,
             model=model,
@@ -287,25 +293,20 @@ class LlamaBackend(Backend):
                 setattr(cparams, attr, _CACHE_TYPES[value.lower()])
         return cparams
 
-    def _embedding_context(self, n_ctx: int) -> Any:
-        lib = self._lib
-        cparams = self._context_params(n_ctx, n_ctx)
-        # A text must fit one micro-batch: pooling needs all its tokens in one pass.
-        cparams.n_ubatch = n_ctx
-        cparams.embeddings = True
-        cparams.n_seq_max = EMBEDDING_SEQUENCES
-        cparams.kv_unified = True
-        ctx = lib.llama_init_from_model(self._model, cparams)
-        if ctx and lib.llama_pooling_type(ctx) == lib.LLAMA_POOLING_TYPE_NONE:
-            # A generative model has no pooling of its own; LocalAI/llama-server then mean-pool.
-            lib.llama_free(ctx)
-            cparams.pooling_type = lib.LLAMA_POOLING_TYPE_MEAN
-            ctx = lib.llama_init_from_model(self._model, cparams)
-        if not ctx:
-            raise ModelLoadError("llama.cpp could not create the embeddings context")
+    def _pooled_context(self, n_ctx: int, *, rank: bool) -> Any:
+        ctx = pooled_context(self._lib, self._model, self._context_params(n_ctx, n_ctx), rank=rank)
         if self._lora is not None:
             self._lora.apply(ctx)
         return ctx
+
+    def _check_reranker(self, path: Path) -> None:
+        arch = self._meta("general.architecture") or "?"
+        pooling = self._meta(f"{arch}.pooling_type")
+        if pooling != str(RANK_POOLING):
+            raise ModelLoadError(
+                f"reranking: true, but {path.name} is not a reranking model: its GGUF does not declare "
+                f"rank pooling ({arch}.pooling_type is {pooling or 'unset'}, a reranker's is {RANK_POOLING})"
+            )
 
     def _meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)
@@ -330,6 +331,7 @@ class LlamaBackend(Backend):
         return Capabilities(
             completion=True,
             embeddings=self._embed_ctx is not None,
+            rerank=self._rerank_ctx is not None,
             tokenize=True,
             max_concurrency=engine.n_parallel if engine else 1,
             context_size=self._n_ctx_seq,
@@ -340,15 +342,18 @@ class LlamaBackend(Backend):
         return self._info
 
     def tokenize(self, text: str) -> list[int]:
+        return self._tokenize(text, True)
+
+    def _tokenize(self, text: str, add_special: bool) -> list[int]:
         self._require_loaded()
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (self._lib.llama_token * capacity)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, True, True)
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special, True)
         if n < 0:
             capacity = -n
             tokens = (self._lib.llama_token * capacity)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, True, True)
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special, True)
         return list(tokens[:n])
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
@@ -423,51 +428,48 @@ class LlamaBackend(Backend):
                     param="input",
                     code="context_length_exceeded",
                 )
-        return await asyncio.to_thread(self._embed_sync, tokenized, limit)
+        n_embd = int(self._lib.llama_model_n_embd(self._model))
+        return await asyncio.to_thread(
+            self._run_pooled, self._embed_ctx, tokenized, lambda v: normalized(v, n_embd)
+        )
 
-    def _embed_sync(self, tokenized: list[list[int]], limit: int) -> list[list[float]]:
-        lib, ctx = self._lib, self._embed_ctx
-        n_embd = int(lib.llama_model_n_embd(self._model))
-        out: list[list[float]] = []
-        with self._embed_lock:
-            batch = lib.llama_batch_init(limit, 0, 1)
-            try:
-                i = 0
-                while i < len(tokenized):
-                    # Pack texts while they fit in the context and in the sequence slots.
-                    group: list[list[int]] = []
-                    used = 0
-                    while (
-                        i < len(tokenized)
-                        and len(group) < EMBEDDING_SEQUENCES
-                        and used + max(1, len(tokenized[i])) <= limit
-                    ):
-                        group.append(tokenized[i] or [max(0, lib.llama_vocab_bos(self._vocab))])
-                        used += len(group[-1])
-                        i += 1
-                    n = 0
-                    for seq, tokens in enumerate(group):
-                        for pos, token in enumerate(tokens):
-                            batch.token[n] = token
-                            batch.pos[n] = pos
-                            batch.n_seq_id[n] = 1
-                            batch.seq_id[n][0] = seq
-                            batch.logits[n] = True
-                            n += 1
-                    batch.n_tokens = n
-                    lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
-                    if lib.llama_decode(ctx, batch) != 0:
-                        raise BackendError("llama.cpp failed to compute embeddings")
-                    for seq in range(len(group)):
-                        vector = lib.llama_get_embeddings_seq(ctx, seq)
-                        if not vector:
-                            raise BackendError("llama.cpp returned no pooled embedding")
-                        values = [float(vector[k]) for k in range(n_embd)]
-                        norm = math.sqrt(sum(v * v for v in values)) or 1.0
-                        out.append([v / norm for v in values])
-            finally:
-                lib.llama_batch_free(batch)
-        return out
+    async def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        self._require_loaded()
+        if self._rerank_ctx is None:
+            raise UnsupportedOperation(
+                "this model is not loaded for reranking: set `reranking: true` in its configuration"
+            )
+        lib, vocab = self._lib, self._vocab
+        special = {
+            "bos": lib.llama_vocab_bos(vocab) if lib.llama_vocab_get_add_bos(vocab) else -1,
+            "eos": lib.llama_vocab_eos(vocab) if lib.llama_vocab_get_add_eos(vocab) else -1,
+            "sep": lib.llama_vocab_sep(vocab) if lib.llama_vocab_get_add_sep(vocab) else -1,
+        }
+
+        def pairs() -> list[list[int]]:
+            return [
+                rerank_tokens(self._tokenize, special, self._rerank_template, query, document)
+                for document in documents
+            ]
+
+        tokenized = await asyncio.to_thread(pairs)
+        limit = int(lib.llama_n_ctx(self._rerank_ctx))
+        for i, tokens in enumerate(tokenized):
+            if len(tokens) > limit:
+                raise InvalidRequest(
+                    f"documents[{i}] with the query is {len(tokens)} tokens; the model reads {limit} at most",
+                    param=f"documents[{i}]",
+                    code="context_length_exceeded",
+                )
+        scores = await asyncio.to_thread(
+            self._run_pooled, self._rerank_ctx, tokenized, lambda v: [float(v[0])]
+        )
+        return [score[0] for score in scores], sum(len(t) for t in tokenized)
+
+    def _run_pooled(self, ctx: Any, tokenized: list[list[int]], read: Any) -> list[list[float]]:
+        filler = max(0, self._lib.llama_vocab_bos(self._vocab))
+        with self._pooled_lock:
+            return run_pooled(self._lib, ctx, tokenized, filler, read)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._free)
@@ -477,10 +479,11 @@ class LlamaBackend(Backend):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-        with self._embed_lock:
-            if self._embed_ctx:
-                lib.llama_free(self._embed_ctx)
-                self._embed_ctx = None
+        with self._pooled_lock:
+            for ctx in (self._embed_ctx, self._rerank_ctx):
+                if ctx:
+                    lib.llama_free(ctx)
+            self._embed_ctx = self._rerank_ctx = None
         if self._ctx:
             lib.llama_free(self._ctx)
             self._ctx = None

@@ -97,7 +97,9 @@ class ModelConfig(LocalAIBlock):
     rms_norm_eps: float | None = opt("GGMLv3 LLaMA-2 70B parameter (legacy).")
     ngqa: int | None = opt("GGMLv3 grouped-query parameter (legacy).")
     embeddings: bool | None = opt("Load the model for embeddings.")
-    reranking: bool | None = opt("Load the model for reranking.")
+    reranking: bool | None = opt(
+        "Load a reranking model (GGUF with rank pooling) for /v1/rerank (served by: llama)."
+    )
     flash_attention: LenientStr | None = opt("auto | on | off | enabled | disabled.")
     no_kv_offloading: bool | None = opt("Keep the KV cache on the CPU.")
     cache_type_k: LenientStr | None = opt("KV cache quantization for K (f16, f32, q8_0, q4_0, …).")
@@ -241,7 +243,6 @@ NOT_SERVED: frozenset[str] = frozenset(
         "mmproj",
         "draft_model",
         "artifacts",
-        "reranking",
         "numa",
         "no_mulmatq",
         "rms_norm_eps",
@@ -310,4 +311,5 @@ NOT_SERVED: frozenset[str] = frozenset(
 SERVED_BY: dict[str, frozenset[str]] = {
     "lora_adapters": frozenset({"llama"}),
     "lora_scales": frozenset({"llama"}),
+    "reranking": frozenset({"llama"}),
 }

@@ -38,6 +38,7 @@ from .serving_chat import create_chat_completion
 from .serving_completion import create_completion, create_edit
 from .serving_embedding import create_embedding
 from .serving_messages import anthropic_errors, count_tokens, create_message
+from .serving_rerank import create_rerank
 from .serving_responses import create_response
 from .streaming import json_response
 
@@ -296,6 +297,7 @@ def create_app(
             Route(f"{prefix}/completions", _endpoint(state, create_completion), methods=["POST"]),
             Route(f"{prefix}/edits", _endpoint(state, create_edit), methods=["POST"]),
             Route(f"{prefix}/embeddings", _endpoint(state, create_embedding), methods=["POST"]),
+            Route(f"{prefix}/rerank", _endpoint(state, create_rerank), methods=["POST"]),
             Route(f"{prefix}/messages", anthropic_errors(_endpoint(state, create_message)), methods=["POST"]),
             Route(
                 f"{prefix}/messages/count_tokens",
