@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from localmodel_router.aliases import ClusterAliases
 from localmodel_router.discovery import Discovery
 from localmodel_router.k8s_clock import KubernetesUseClock
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
@@ -80,6 +81,7 @@ class ClusterState:
         self.models: dict[Key, tuple[str, ModelSettings, int | None]] = {}
         self.slices: dict[Key, dict[str, list[tuple[str, bool]]]] = {}
         """(namespace, service name) → slice name → endpoints."""
+        self.aliases = ClusterAliases(table)
 
     def _sync(self, key: Key) -> None:
         known = self.models.get(key)
@@ -96,6 +98,8 @@ class ClusterState:
     def apply_localmodel(self, event: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
+        if self.aliases.apply(key, event, obj):
+            event = "DELETED"  # an alias serves nothing itself: no model entry of its own
         previous = self.models.pop(key, None)
         name = None
         if event != "DELETED":
@@ -131,6 +135,7 @@ class ClusterState:
                 )
                 for o in objects
             }
+            self.aliases.keep_only(namespace, keep)
             for key in [k for k in self.models if (namespace is None or k[0] == namespace) and k not in keep]:
                 self.apply_localmodel("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
             for obj in objects:

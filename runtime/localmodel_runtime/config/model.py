@@ -60,7 +60,11 @@ class ModelConfig(LocalAIBlock):
     )
     known_input_modalities: list[LenientStr] | None = opt("Input modalities (text, image, audio, video).")
     known_output_modalities: list[LenientStr] | None = opt("Output modalities.")
-    alias: LenientStr | None = opt("Redirect to another model (LocalAI platform feature).")
+    alias: LenientStr | None = opt(
+        "Make this a redirect: requests for `name` are answered by the model named here (one hop; with "
+        "`name`, without `backend` or `parameters.model`). Runs nothing itself; the router and "
+        "`localmodel up` route the name, and a runtime whose model file lists it answers to it."
+    )
     disabled: bool | None = opt("Refuse to serve this model.")
     pinned: bool | None = opt("Exclude from idle unloading.")
     concurrency_groups: list[LenientStr] | None = opt("Mutual-exclusion groups.")
@@ -213,6 +217,18 @@ class ModelConfig(LocalAIBlock):
             _safe_relative_path(model, "parameters.model")
         return self
 
+    @model_validator(mode="after")
+    def _alias(self) -> ModelConfig:
+        # LocalAI's Validate() rules for an alias.
+        if self.alias is not None:
+            if not self.name:
+                raise ValueError("alias needs `name`: the name that is redirected")
+            if self.alias == self.name:
+                raise ValueError("alias must name another model, not itself")
+            if self.backend or (self.parameters and self.parameters.model):
+                raise ValueError("an alias must not set backend or parameters.model: it only redirects")
+        return self
+
     @property
     def model_uri(self) -> str | None:
         """`parameters.model` when it is a URI that `localmodel-runtime fetch` downloads, else None."""
@@ -236,7 +252,6 @@ class ModelConfig(LocalAIBlock):
 # `status.unsupported` (and by the importer) when set, so nothing is dropped silently.
 NOT_SERVED: frozenset[str] = frozenset(
     {
-        "alias",
         "pinned",
         "concurrency_groups",
         "feature_flags",

@@ -116,8 +116,10 @@ class ModelState:
         backend: Backend | None,
         on_fatal: Callable[[Fatal], None] | None,
         on_ready: Callable[[], None] | None = None,
+        aliases: list[str] | None = None,
     ) -> None:
         self.config = config
+        self.aliases = [a for a in dict.fromkeys(aliases or []) if a != name]
         self.models_dir = models_dir
         self.name = name
         self.settings = settings
@@ -162,6 +164,7 @@ class ModelState:
             admission,
             self.metrics,
             self.settings.max_body_bytes,
+            frozenset(self.aliases),
         )
         log.info(
             "model %s ready in %.1fs (backend %s, %d at once, context %d)",
@@ -225,12 +228,14 @@ def create_app(
     models_dir: Path,
     *,
     model_name: str | None = None,
+    aliases: list[str] | None = None,
     settings: ServerSettings | None = None,
     backend: Backend | None = None,
     on_fatal: Callable[[Fatal], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The app serving `config`; `backend` (already created, not loaded) skips the registry.
+    """The app serving `config`, also under the names in `aliases` (LocalAI's `alias:` models);
+    `backend` (already created, not loaded) skips the registry.
 
     `on_fatal` is told why the model cannot be served; `on_ready`, once it can."""
     state = ModelState(
@@ -241,6 +246,7 @@ def create_app(
         backend,
         on_fatal,
         on_ready,
+        aliases,
     )
 
     async def healthz(request: Request) -> Response:
@@ -252,15 +258,17 @@ def create_app(
         return json_response({"status": "ready", "model": state.name})
 
     async def list_models(request: Request) -> Response:
-        return json_response({"object": "list", "data": [protocol.model_card(state.name, state.created)]})
+        names = [state.name, *state.aliases]
+        data = [protocol.model_card(name, state.created) for name in names]
+        return json_response({"object": "list", "data": data})
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["model"]
-        if name != state.name:
+        if name != state.name and name not in state.aliases:
             return APIError(
                 404, f"The model `{name}` does not exist.", param="model", code="model_not_found"
             ).response()
-        return json_response(protocol.model_card(state.name, state.created))
+        return json_response(protocol.model_card(name, state.created))
 
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)

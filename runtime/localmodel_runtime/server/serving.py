@@ -48,10 +48,12 @@ class ModelServer:
     admission: Admission
     metrics: ServerMetrics
     max_body_bytes: int
+    aliases: frozenset[str] = frozenset()
+    """Other names this model answers to (LocalAI's `alias:` models)."""
 
     def check_model(self, requested: str) -> None:
         # An empty `model` is accepted: one process serves one model, and some clients omit it.
-        if requested and requested != self.name:
+        if requested and requested != self.name and requested not in self.aliases:
             raise model_not_found(requested)
 
 
