@@ -36,6 +36,7 @@ from .llama_batch import BatchEngine, build_sampler
 from .llama_ggml import GGML_MAGICS, legacy_ggml_message
 from .llama_lora import LoraAdapters
 from .llama_pooled import RANK_POOLING, normalized, pooled_context, rerank_tokens, run_pooled
+from .llama_spec import DEFAULT_N_DRAFT, Drafter, check_same_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ class LlamaBackend(Backend):
         self._rerank_ctx: Any = None
         self._rerank_template: str | None = None
         self._lora: LoraAdapters | None = None
+        self._draft_model: Any = None
+        self._mparams: Any = None
+        self._draft_ctx: Any = None
+        self._drafter: Drafter | None = None
         self._engine: BatchEngine | None = None
         self._pooled_lock = threading.Lock()
         """One pooled batch at a time (embeddings and reranking share the lock, not the context)."""
@@ -177,6 +182,7 @@ class LlamaBackend(Backend):
         if cfg.low_vram:
             log.info("low_vram has no effect: llama.cpp dropped the option; use gpu_layers instead")
 
+        self._mparams = mparams
         model = lib.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise ModelLoadError(
@@ -226,6 +232,8 @@ class LlamaBackend(Backend):
             self._check_reranker(path)
             self._rerank_ctx = self._pooled_context(n_ctx, rank=True)
             self._rerank_template = self._meta("tokenizer.chat_template.rerank")
+        if cfg.draft_model:
+            self._drafter = self._load_draft(n_ctx, parallel, int(lib.llama_n_batch(ctx)))
         self._engine = BatchEngine(
             lib,
             model=model,
@@ -237,6 +245,7 @@ class LlamaBackend(Backend):
             prompt_cache=cfg.prompt_cache_all is not False,
             eog_tokens=self._eog,
             cache_file=self.models_dir / cfg.prompt_cache_path if cfg.prompt_cache_path else None,
+            drafter=self._drafter,
         )
         self._info = ModelInfo(
             chat_template=self._meta("tokenizer.chat_template"),
@@ -292,6 +301,33 @@ class LlamaBackend(Backend):
                     raise ModelLoadError(f"{key} must be one of {sorted(_CACHE_TYPES)}, got {value!r}")
                 setattr(cparams, attr, _CACHE_TYPES[value.lower()])
         return cparams
+
+    def _load_draft(self, n_ctx: int, parallel: int, n_batch: int) -> Drafter:
+        lib, cfg = self._lib, self.config
+        assert cfg.draft_model
+        path = self.models_dir / cfg.draft_model
+        _check_model_file(path, "draft_model")
+        self._draft_model = lib.llama_model_load_from_file(str(path).encode(), self._mparams)
+        if not self._draft_model:
+            raise ModelLoadError(f"draft_model: llama.cpp could not load {path}")
+        draft_vocab = lib.llama_model_get_vocab(self._draft_model)
+        check_same_vocabulary(lib, self._vocab, draft_vocab, cfg.draft_model)
+        cparams = self._context_params(n_ctx * parallel, n_batch)
+        cparams.n_seq_max = parallel
+        cparams.kv_unified = False
+        self._draft_ctx = lib.llama_init_from_model(self._draft_model, cparams)
+        if not self._draft_ctx:
+            raise ModelLoadError(f"draft_model: llama.cpp could not create a context for {path}")
+        # The main model checks every slot's guesses in one decode, which must fit its batch.
+        n_draft = max(1, min(cfg.n_draft or DEFAULT_N_DRAFT, n_batch // parallel - 1))
+        log.info("speculative decoding with %s, up to %d draft tokens per step", path.name, n_draft)
+        ctx = self._draft_ctx
+        return Drafter(lib, ctx, draft_vocab, n_parallel=parallel, n_batch=n_batch, n_draft=n_draft)
+
+    @property
+    def draft_stats(self) -> Any:
+        """Guesses drafted and accepted so far (None without a draft model); the bench reads it."""
+        return self._drafter.stats if self._drafter is not None else None
 
     def _pooled_context(self, n_ctx: int, *, rank: bool) -> Any:
         ctx = pooled_context(self._lib, self._model, self._context_params(n_ctx, n_ctx), rank=rank)
@@ -487,6 +523,15 @@ class LlamaBackend(Backend):
         if self._ctx:
             lib.llama_free(self._ctx)
             self._ctx = None
+        if self._drafter is not None:
+            self._drafter.close()
+            self._drafter = None
+        if self._draft_ctx:
+            lib.llama_free(self._draft_ctx)
+            self._draft_ctx = None
+        if self._draft_model:
+            lib.llama_model_free(self._draft_model)
+            self._draft_model = None
         if self._lora is not None:
             self._lora.free()
             self._lora = None
@@ -505,9 +550,9 @@ class LlamaBackend(Backend):
         return self._engine
 
 
-def _check_model_file(path: Path) -> None:
+def _check_model_file(path: Path, key: str = "parameters.model") -> None:
     if not path.is_file():
-        raise ModelLoadError(f"model file {path} does not exist (is `parameters.model` right?)")
+        raise ModelLoadError(f"model file {path} does not exist (is `{key}` right?)")
     with path.open("rb") as f:
         magic = f.read(4)
     if magic in GGML_MAGICS:

@@ -75,7 +75,9 @@ class ModelConfig(LocalAIBlock):
     # Model files
     parameters: Parameters | None = opt("Model file and default request parameters.")
     mmproj: LenientStr | None = opt("Multimodal projector file.")
-    draft_model: LenientStr | None = opt("Draft model for speculative decoding.")
+    draft_model: LenientStr | None = opt(
+        "Draft GGUF for speculative decoding, with the model's vocabulary (served by: llama)."
+    )
     download_files: list[DownloadFile] | None = opt("Files fetched into the models directory before loading.")
     artifacts: list[dict[str, Any]] | None = opt("Managed Hugging Face snapshots (LocalAI platform feature).")
     model_base_name: LenientStr | None = opt("AutoGPTQ: base name of the quantized weights file.")
@@ -122,7 +124,9 @@ class ModelConfig(LocalAIBlock):
     lora_scales: list[float] | None = opt(
         "Scale of each lora_adapters entry in order; a missing one is 1.0, 0 turns it off (served by: llama)."
     )
-    n_draft: NonNegInt | None = opt("Maximum draft tokens per speculative step.")
+    n_draft: NonNegInt | None = opt(
+        "Maximum draft tokens per speculative step (0 = LocalAI's default 16; served by: llama)."
+    )
     type: LenientStr | None = opt(
         "Model class: AutoModelForCausalLM, OVModelForCausalLM, OVModelForFeatureExtraction, "
         "SentenceTransformer, … (transformers)."
@@ -256,13 +260,11 @@ NOT_SERVED: frozenset[str] = frozenset(
         "concurrency_groups",
         "feature_flags",
         "mmproj",
-        "draft_model",
         "artifacts",
         "numa",
         "no_mulmatq",
         "rms_norm_eps",
         "ngqa",
-        "n_draft",
         "cuda",
         "grpc",
         "cfg_scale",
@@ -327,4 +329,6 @@ SERVED_BY: dict[str, frozenset[str]] = {
     "lora_adapters": frozenset({"llama"}),
     "lora_scales": frozenset({"llama"}),
     "reranking": frozenset({"llama"}),
+    "draft_model": frozenset({"llama"}),
+    "n_draft": frozenset({"llama"}),
 }
