@@ -94,8 +94,12 @@ def test_pairs_without_a_template_are_laid_out_as_llama_server_does() -> None:
     assert rerank_tokens(tokenize, special, "<{query}|{document}>", "q", "d") == [ord(c) for c in "<q|d>"]
 
 
-def test_reranking_is_served_by_llama_only() -> None:
+def test_reranking_is_served_by_llama_and_transformers_only() -> None:
     assert unsupported_keys(config()) == []
+    hf = ModelConfig.model_validate(
+        {"backend": "transformers", "reranking": True, "parameters": {"model": "r"}}
+    )
+    assert unsupported_keys(hf) == []
     vllm = ModelConfig.model_validate(
         {"backend": "vllm", "reranking": True, "parameters": {"model": "org/r"}}
     )

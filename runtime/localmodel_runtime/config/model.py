@@ -104,7 +104,8 @@ class ModelConfig(LocalAIBlock):
     ngqa: int | None = opt("GGMLv3 grouped-query parameter (legacy).")
     embeddings: bool | None = opt("Load the model for embeddings.")
     reranking: bool | None = opt(
-        "Load a reranking model (GGUF with rank pooling) for /v1/rerank (served by: llama)."
+        "Load a reranking model for /v1/rerank: a GGUF with rank pooling (llama) or a sentence-transformers "
+        "CrossEncoder (transformers)."
     )
     flash_attention: LenientStr | None = opt("auto | on | off | enabled | disabled.")
     no_kv_offloading: bool | None = opt("Keep the KV cache on the CPU.")
@@ -328,7 +329,7 @@ NOT_SERVED: frozenset[str] = frozenset(
 SERVED_BY: dict[str, frozenset[str]] = {
     "lora_adapters": frozenset({"llama"}),
     "lora_scales": frozenset({"llama"}),
-    "reranking": frozenset({"llama"}),
+    "reranking": frozenset({"llama", "transformers"}),
     "draft_model": frozenset({"llama"}),
     "n_draft": frozenset({"llama"}),
 }
