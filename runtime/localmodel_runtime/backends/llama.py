@@ -318,8 +318,9 @@ class LlamaBackend(Backend):
         self._draft_ctx = lib.llama_init_from_model(self._draft_model, cparams)
         if not self._draft_ctx:
             raise ModelLoadError(f"draft_model: llama.cpp could not create a context for {path}")
-        # The main model checks every slot's guesses in one decode, which must fit its batch.
-        n_draft = max(1, min(cfg.n_draft or DEFAULT_N_DRAFT, n_batch // parallel - 1))
+        # The main model checks every slot's guesses in one decode, which must fit its batch with room
+        # left for reading new prompts.
+        n_draft = max(1, min(cfg.n_draft or DEFAULT_N_DRAFT, n_batch // (2 * parallel) - 1))
         log.info("speculative decoding with %s, up to %d draft tokens per step", path.name, n_draft)
         ctx = self._draft_ctx
         return Drafter(lib, ctx, draft_vocab, n_parallel=parallel, n_batch=n_batch, n_draft=n_draft)
