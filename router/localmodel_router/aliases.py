@@ -23,30 +23,32 @@ def alias_of(obj: dict[str, Any]) -> tuple[str, str] | None:
 
 
 class ClusterAliases:
-    """The alias LocalModels seen by the watch, written into the table's aliases."""
+    """The alias LocalModels seen by the watch, written into the table's aliases. Two that claim one
+    name: the oldest (creation time, then namespace/name) holds it, as for model names."""
 
     def __init__(self, table: ModelTable) -> None:
         self.table = table
-        self.names: dict[Key, tuple[str, str]] = {}
+        self.names: dict[Key, tuple[str, str, str]] = {}
+        """object key → (alias name, target, creationTimestamp)."""
 
     def apply(self, key: Key, event: str, obj: dict[str, Any]) -> bool:
         """Take one LocalModel event; True when the object is now an alias (it then has no model entry)."""
         previous = self.names.pop(key, None)
         alias = alias_of(obj) if event != "DELETED" else None
+        if alias is not None:
+            created = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+            self.names[key] = (*alias, created)
+            self._settle(alias[0])
         if previous is not None and (alias is None or alias[0] != previous[0]):
-            self._forget(previous[0])
-        if alias is None:
-            return False
-        self.names[key] = alias
-        self.table.set_alias(*alias)
-        return True
+            self._settle(previous[0])
+        return alias is not None
 
     def keep_only(self, namespace: str | None, keep: Collection[Key]) -> None:
         """A relist of `namespace` (None: all) holds `keep`: forget the aliases it no longer has."""
         for key in [k for k in self.names if (namespace is None or k[0] == namespace) and k not in keep]:
-            self._forget(self.names.pop(key)[0])
+            self._settle(self.names.pop(key)[0])
 
-    def _forget(self, name: str) -> None:
-        # Another LocalModel may still hold the same alias name: it keeps answering.
-        holder = next((target for n, target in self.names.values() if n == name), None)
-        self.table.set_alias(name, holder)
+    def _settle(self, name: str) -> None:
+        claims = [(created, key, target) for key, (n, target, created) in self.names.items() if n == name]
+        # RFC 3339 timestamps in UTC sort as text; an object without one sorts first.
+        self.table.set_alias(name, min(claims)[2] if claims else None)

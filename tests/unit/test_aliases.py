@@ -44,8 +44,11 @@ def test_the_table_answers_an_alias_with_its_target() -> None:
     assert table.resolve("gpt-4") is None
 
 
-def localmodel(name: str, spec: dict[str, Any], namespace: str = "ns") -> dict[str, Any]:
-    return {"metadata": {"namespace": namespace, "name": name, "uid": name}, "spec": spec}
+def localmodel(
+    name: str, spec: dict[str, Any], namespace: str = "ns", created: str = "2026-01-01T00:00:00Z"
+) -> dict[str, Any]:
+    meta = {"namespace": namespace, "name": name, "uid": name, "creationTimestamp": created}
+    return {"metadata": meta, "spec": spec}
 
 
 def test_alias_localmodels_become_table_aliases_not_models() -> None:
@@ -67,13 +70,18 @@ def test_alias_localmodels_become_table_aliases_not_models() -> None:
     assert table.aliases == {}
 
 
-def test_a_relist_forgets_aliases_that_are_gone_and_a_shared_alias_name_stays() -> None:
+def test_the_oldest_alias_holds_a_name_and_a_relist_forgets_aliases_that_are_gone() -> None:
     table = ModelTable()
     state = ClusterState(table)
-    state.apply_localmodel("ADDED", localmodel("a", {"name": "fast", "alias": "gemma"}, "one"))
-    state.apply_localmodel("ADDED", localmodel("b", {"name": "fast", "alias": "gemma"}, "two"))
-    state.replace("LocalModel", "one", [])
+    state.apply_localmodel(
+        "ADDED", localmodel("b", {"name": "fast", "alias": "llama"}, "two", "2026-02-01T00:00:00Z")
+    )
+    state.apply_localmodel(
+        "ADDED", localmodel("a", {"name": "fast", "alias": "gemma"}, "one", "2026-01-01T00:00:00Z")
+    )
     assert table.aliases == {"fast": "gemma"}
+    state.replace("LocalModel", "one", [])
+    assert table.aliases == {"fast": "llama"}
     state.replace("LocalModel", None, [])
     assert table.aliases == {}
 
