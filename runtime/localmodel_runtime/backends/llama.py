@@ -32,10 +32,11 @@ from .base import (
     SamplingParams,
     UnsupportedOperation,
 )
-from .llama_batch import BatchEngine, build_sampler
+from .llama_batch import BatchEngine
 from .llama_ggml import GGML_MAGICS, legacy_ggml_message
 from .llama_lora import LoraAdapters
 from .llama_pooled import RANK_POOLING, normalized, pooled_context, rerank_tokens, run_pooled
+from .llama_sampling import build_sampler
 from .llama_spec import DEFAULT_N_DRAFT, Drafter, check_same_vocabulary
 
 log = logging.getLogger(__name__)
