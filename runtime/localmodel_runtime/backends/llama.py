@@ -13,7 +13,6 @@ import ctypes
 import json
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,11 @@ from .base import (
     ModelInfo,
     ModelLoadError,
     SamplingParams,
-    UnsupportedOperation,
 )
 from .llama_batch import BatchEngine
 from .llama_ggml import GGML_MAGICS, legacy_ggml_message
 from .llama_lora import LoraAdapters
-from .llama_pooled import RANK_POOLING, normalized, pooled_context, rerank_tokens, run_pooled
+from .llama_pooled import PooledContexts
 from .llama_sampling import build_sampler
 from .llama_spec import DEFAULT_N_DRAFT, Drafter, check_same_vocabulary
 
@@ -106,17 +104,13 @@ class LlamaBackend(Backend):
         self._model: Any = None
         self._vocab: Any = None
         self._ctx: Any = None
-        self._embed_ctx: Any = None
-        self._rerank_ctx: Any = None
-        self._rerank_template: str | None = None
+        self._pooled: PooledContexts | None = None
         self._lora: LoraAdapters | None = None
         self._draft_model: Any = None
         self._mparams: Any = None
         self._draft_ctx: Any = None
         self._drafter: Drafter | None = None
         self._engine: BatchEngine | None = None
-        self._pooled_lock = threading.Lock()
-        """One pooled batch at a time (embeddings and reranking share the lock, not the context)."""
         self._keepalive: list[Any] = []
         """ctypes arrays the C side points to (tensor_split) must outlive the model."""
         self._n_ctx_seq = 0
@@ -227,12 +221,15 @@ class LlamaBackend(Backend):
         self._n_ctx_seq = int(lib.llama_n_ctx_seq(ctx)) if hasattr(lib, "llama_n_ctx_seq") else n_ctx
         self._lora = LoraAdapters.load(lib, model, cfg, self.models_dir)
         self._lora.apply(ctx)
-        if cfg.embeddings:
-            self._embed_ctx = self._pooled_context(n_ctx, rank=False)
+        self._pooled = PooledContexts(lib, model, self._vocab, self._tokenize)
         if cfg.reranking:
-            self._check_reranker(path)
-            self._rerank_ctx = self._pooled_context(n_ctx, rank=True)
-            self._rerank_template = self._meta("tokenizer.chat_template.rerank")
+            self._pooled.check_reranker(self._meta, path.name)
+        self._pooled.open(
+            lambda: self._context_params(n_ctx, n_ctx),
+            embeddings=bool(cfg.embeddings),
+            reranking=bool(cfg.reranking),
+            lora=self._lora,
+        )
         if cfg.draft_model:
             self._drafter = self._load_draft(n_ctx, parallel, int(lib.llama_n_batch(ctx)))
         self._engine = BatchEngine(
@@ -331,21 +328,6 @@ class LlamaBackend(Backend):
         """Guesses drafted and accepted so far (None without a draft model); the bench reads it."""
         return self._drafter.stats if self._drafter is not None else None
 
-    def _pooled_context(self, n_ctx: int, *, rank: bool) -> Any:
-        ctx = pooled_context(self._lib, self._model, self._context_params(n_ctx, n_ctx), rank=rank)
-        if self._lora is not None:
-            self._lora.apply(ctx)
-        return ctx
-
-    def _check_reranker(self, path: Path) -> None:
-        arch = self._meta("general.architecture") or "?"
-        pooling = self._meta(f"{arch}.pooling_type")
-        if pooling != str(RANK_POOLING):
-            raise ModelLoadError(
-                f"reranking: true, but {path.name} is not a reranking model: its GGUF does not declare "
-                f"rank pooling ({arch}.pooling_type is {pooling or 'unset'}, a reranker's is {RANK_POOLING})"
-            )
-
     def _meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)
         size = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
@@ -368,8 +350,8 @@ class LlamaBackend(Backend):
         engine = self._engine
         return Capabilities(
             completion=True,
-            embeddings=self._embed_ctx is not None,
-            rerank=self._rerank_ctx is not None,
+            embeddings=self._pooled is not None and self._pooled.embed_ctx is not None,
+            rerank=self._pooled is not None and self._pooled.rerank_ctx is not None,
             tokenize=True,
             max_concurrency=engine.n_parallel if engine else 1,
             context_size=self._n_ctx_seq,
@@ -453,61 +435,13 @@ class LlamaBackend(Backend):
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         self._require_loaded()
-        if self._embed_ctx is None:
-            raise UnsupportedOperation(
-                "this model is not loaded for embeddings: set `embeddings: true` in its configuration"
-            )
-        tokenized = await asyncio.to_thread(lambda: [self.tokenize(text) for text in texts])
-        limit = int(self._lib.llama_n_ctx(self._embed_ctx))
-        for tokens in tokenized:
-            if len(tokens) > limit:
-                raise InvalidRequest(
-                    f"an input has {len(tokens)} tokens; this model embeds at most {limit}",
-                    param="input",
-                    code="context_length_exceeded",
-                )
-        n_embd = int(self._lib.llama_model_n_embd(self._model))
-        return await asyncio.to_thread(
-            self._run_pooled, self._embed_ctx, tokenized, lambda v: normalized(v, n_embd)
-        )
+        assert self._pooled is not None
+        return await self._pooled.embed(texts)
 
     async def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
         self._require_loaded()
-        if self._rerank_ctx is None:
-            raise UnsupportedOperation(
-                "this model is not loaded for reranking: set `reranking: true` in its configuration"
-            )
-        lib, vocab = self._lib, self._vocab
-        special = {
-            "bos": lib.llama_vocab_bos(vocab) if lib.llama_vocab_get_add_bos(vocab) else -1,
-            "eos": lib.llama_vocab_eos(vocab) if lib.llama_vocab_get_add_eos(vocab) else -1,
-            "sep": lib.llama_vocab_sep(vocab) if lib.llama_vocab_get_add_sep(vocab) else -1,
-        }
-
-        def pairs() -> list[list[int]]:
-            return [
-                rerank_tokens(self._tokenize, special, self._rerank_template, query, document)
-                for document in documents
-            ]
-
-        tokenized = await asyncio.to_thread(pairs)
-        limit = int(lib.llama_n_ctx(self._rerank_ctx))
-        for i, tokens in enumerate(tokenized):
-            if len(tokens) > limit:
-                raise InvalidRequest(
-                    f"documents[{i}] with the query is {len(tokens)} tokens; the model reads {limit} at most",
-                    param=f"documents[{i}]",
-                    code="context_length_exceeded",
-                )
-        scores = await asyncio.to_thread(
-            self._run_pooled, self._rerank_ctx, tokenized, lambda v: [float(v[0])]
-        )
-        return [score[0] for score in scores], sum(len(t) for t in tokenized)
-
-    def _run_pooled(self, ctx: Any, tokenized: list[list[int]], read: Any) -> list[list[float]]:
-        filler = max(0, self._lib.llama_vocab_bos(self._vocab))
-        with self._pooled_lock:
-            return run_pooled(self._lib, ctx, tokenized, filler, read)
+        assert self._pooled is not None
+        return await self._pooled.rerank(query, documents)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._free)
@@ -517,11 +451,9 @@ class LlamaBackend(Backend):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-        with self._pooled_lock:
-            for ctx in (self._embed_ctx, self._rerank_ctx):
-                if ctx:
-                    lib.llama_free(ctx)
-            self._embed_ctx = self._rerank_ctx = None
+        if self._pooled is not None:
+            self._pooled.close()
+            self._pooled = None
         if self._ctx:
             lib.llama_free(self._ctx)
             self._ctx = None

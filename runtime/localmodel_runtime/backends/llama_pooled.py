@@ -1,5 +1,5 @@
-"""Pooled outputs of the llama backend: embeddings (`embeddings: true`) and reranking scores
-(`reranking: true`), each from its own small llama.cpp context in embedding mode.
+"""Pooled outputs of the llama backend (`PooledContexts`): embeddings (`embeddings: true`) and
+reranking scores (`reranking: true`), each from its own small llama.cpp context in embedding mode.
 
 A pooled context runs whole texts, several sequences per decode, and reads one vector per sequence:
 the pooled embedding, or for rank pooling the classifier's outputs (the relevance score is the first).
@@ -10,11 +10,13 @@ carries the classification head; the (query, document) pair is laid out with the
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from .base import BackendError, ModelLoadError
+from .base import BackendError, InvalidRequest, ModelLoadError, UnsupportedOperation
 
 POOLED_SEQUENCES = 8
 """Texts (or query-document pairs) decoded together in one pooled batch."""
@@ -115,3 +117,97 @@ def rerank_tokens(
     if special["eos"] >= 0:
         tokens.append(special["eos"])
     return tokens
+
+
+Tokenize = Callable[[str, bool], list[int]]
+"""The model's tokenizer: `(text, add_special) -> token ids`."""
+
+
+class PooledContexts:
+    """The model's embeddings context (`embeddings: true`) and reranking context (`reranking: true`)."""
+
+    def __init__(self, lib: Any, model: Any, vocab: Any, tokenize: Tokenize) -> None:
+        self._lib, self._model, self._vocab, self._tokenize = lib, model, vocab, tokenize
+        self.embed_ctx: Any = None
+        self.rerank_ctx: Any = None
+        self._template: str | None = None
+        self._lock = threading.Lock()
+        """One pooled batch at a time (the two contexts share the lock, not the memory)."""
+
+    def open(self, cparams: Callable[[], Any], *, embeddings: bool, reranking: bool, lora: Any) -> None:
+        """Create the contexts the keys ask for, each on fresh `cparams()`, with the LoRA adapters on."""
+        if embeddings:
+            self.embed_ctx = pooled_context(self._lib, self._model, cparams(), rank=False)
+            lora.apply(self.embed_ctx)
+        if reranking:
+            self.rerank_ctx = pooled_context(self._lib, self._model, cparams(), rank=True)
+            lora.apply(self.rerank_ctx)
+
+    def check_reranker(self, meta: Callable[[str], str | None], file: str) -> None:
+        """A reranker's GGUF declares rank pooling (and carries the head llama.cpp then applies)."""
+        arch = meta("general.architecture") or "?"
+        pooling = meta(f"{arch}.pooling_type")
+        if pooling != str(RANK_POOLING):
+            raise ModelLoadError(
+                f"reranking: true, but {file} is not a reranking model: its GGUF does not declare "
+                f"rank pooling ({arch}.pooling_type is {pooling or 'unset'}, a reranker's is {RANK_POOLING})"
+            )
+        self._template = meta("tokenizer.chat_template.rerank")
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        if self.embed_ctx is None:
+            raise UnsupportedOperation(
+                "this model is not loaded for embeddings: set `embeddings: true` in its configuration"
+            )
+        tokenized = await asyncio.to_thread(lambda: [self._tokenize(text, True) for text in texts])
+        limit = int(self._lib.llama_n_ctx(self.embed_ctx))
+        for tokens in tokenized:
+            if len(tokens) > limit:
+                raise InvalidRequest(
+                    f"an input has {len(tokens)} tokens; this model embeds at most {limit}",
+                    param="input",
+                    code="context_length_exceeded",
+                )
+        n_embd = int(self._lib.llama_model_n_embd(self._model))
+        return await asyncio.to_thread(self._run, self.embed_ctx, tokenized, lambda v: normalized(v, n_embd))
+
+    async def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        if self.rerank_ctx is None:
+            raise UnsupportedOperation(
+                "this model is not loaded for reranking: set `reranking: true` in its configuration"
+            )
+        lib, vocab = self._lib, self._vocab
+        special = {
+            "bos": lib.llama_vocab_bos(vocab) if lib.llama_vocab_get_add_bos(vocab) else -1,
+            "eos": lib.llama_vocab_eos(vocab) if lib.llama_vocab_get_add_eos(vocab) else -1,
+            "sep": lib.llama_vocab_sep(vocab) if lib.llama_vocab_get_add_sep(vocab) else -1,
+        }
+
+        def pairs() -> list[list[int]]:
+            return [rerank_tokens(self._tokenize, special, self._template, query, d) for d in documents]
+
+        tokenized = await asyncio.to_thread(pairs)
+        limit = int(lib.llama_n_ctx(self.rerank_ctx))
+        for i, tokens in enumerate(tokenized):
+            if len(tokens) > limit:
+                raise InvalidRequest(
+                    f"documents[{i}] with the query is {len(tokens)} tokens; the model reads {limit} at most",
+                    param=f"documents[{i}]",
+                    code="context_length_exceeded",
+                )
+        scores = await asyncio.to_thread(self._run, self.rerank_ctx, tokenized, lambda v: [float(v[0])])
+        return [score[0] for score in scores], sum(len(t) for t in tokenized)
+
+    def _run(
+        self, ctx: Any, tokenized: list[list[int]], read: Callable[[Any], list[float]]
+    ) -> list[list[float]]:
+        filler = max(0, self._lib.llama_vocab_bos(self._vocab))
+        with self._lock:
+            return run_pooled(self._lib, ctx, tokenized, filler, read)
+
+    def close(self) -> None:
+        with self._lock:
+            for ctx in (self.embed_ctx, self.rerank_ctx):
+                if ctx:
+                    self._lib.llama_free(ctx)
+            self.embed_ctx = self.rerank_ctx = None
