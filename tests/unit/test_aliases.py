@@ -4,16 +4,20 @@ local mode's split, and the operator's status for an alias."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from localmodel_operator.kube import Kube
+from localmodel_operator.reconcile import Reconciler
+from localmodel_operator.settings import settings_from_dict
 from localmodel_operator.status import alias_conditions
 from localmodel_router.k8s import ClusterState
 from localmodel_router.local import LocalModeError, find_models, split_aliases
 from localmodel_router.local_table import TableError, read_table
 from localmodel_router.table import ModelSettings, ModelTable
 from localmodel_runtime.config import ModelConfig, ModelConfigError, parse_model_configs, unsupported_keys
+from tests.unit.test_operator_reconcile import FakeKube
 
 
 def test_an_alias_follows_localais_rules() -> None:
@@ -112,3 +116,18 @@ def test_an_alias_localmodel_is_ready_with_nothing_to_run() -> None:
     ready, progressing, degraded = alias_conditions(3, "gemma")
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Alias")
     assert "gemma" in ready["message"] and progressing["status"] == "False" and degraded["status"] == "False"
+
+
+async def test_the_operator_runs_nothing_for_an_alias_and_reports_it_ready() -> None:
+    meta = {"name": "chat", "namespace": "ns", "uid": "u-1", "generation": 1}
+    kube = FakeKube({"metadata": meta, "spec": {"name": "gpt-4", "alias": "gemma"}})
+    await Reconciler(cast(Kube, kube), settings_from_dict({})).reconcile(kube.body)
+    assert kube.applied == []
+    status = kube.statuses[-1]
+    assert status["modelName"] == "gpt-4" and status["unsupported"] == []
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions == {
+        "Ready": ("True", "Alias"),
+        "Progressing": ("False", "Reconciled"),
+        "Degraded": ("False", "AsExpected"),
+    }
