@@ -59,7 +59,7 @@ Metrics = dict[str, float]
 class Workload:
     name: str
     args: list[str]
-    load: str  # "concurrency N" or "rate R", for the tables
+    load: str  # what a sweep varies ("concurrency", "rate"), or the one load of a single run ("rate 0.5")
 
 
 def free_port() -> int:
@@ -230,28 +230,36 @@ def ensure_tokenizer(model: Path, check_url: str) -> Path:
     return TOKENIZER_DIR
 
 
-def aiperf(url: str, workload: Workload, work: Path, tokenizer: Path) -> Metrics:
+def aiperf(url: str, workload: Workload, work: Path, tokenizer: Path) -> dict[str, Metrics]:
+    """One AIPerf run (a sweep when the workload lists several loads); figures by load ("concurrency 4")."""
     out = work / "aiperf" / f"{url.rsplit(':', 1)[1]}-{workload.name}-{workload.load.replace(' ', '')}"
     command = [str(AIPERF), "profile", "-m", MODEL, "--url", url, "--endpoint-type", "chat", "--streaming"]
     command += ["--tokenizer", str(tokenizer), "--use-server-token-count", "--random-seed", str(SEED)]
     command += ["--extra-inputs", "ignore_eos:true", "--artifact-dir", str(out), "--ui-type", "none"]
+    # Two cores: AIPerf's default worker and record-processor counts would take them from the servers.
+    command += ["--workers-max", "2", "--record-processor-service-count", "1"]
     command += ["--no-server-metrics", "--no-gpu-telemetry", *workload.args]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    summary = out / "profile_export_aiperf.json"
-    if done.returncode != 0 or not summary.is_file():
-        raise RuntimeError(
-            f"aiperf failed ({done.returncode}) on {url}:\n{(done.stdout + done.stderr)[-4000:]}"
-        )
-    return read_summary(json.loads(summary.read_text()))
+    found: dict[str, Metrics] = {}
+    for summary in sorted(out.glob("**/profile_export_aiperf.json")):
+        variation = summary.parent.name
+        label = workload.load if summary.parent == out else variation.replace("_", " ")
+        label = label.replace("request rate", "rate")
+        found[f"{workload.name}/{label}"] = read_summary(json.loads(summary.read_text()))
+    if done.returncode != 0 or not found:
+        tail = (done.stdout + done.stderr)[-4000:]
+        raise RuntimeError(f"aiperf failed ({done.returncode}) on {url}, {workload.load}:\n{tail}")
+    return found
 
 
 def read_summary(data: dict[str, Any]) -> Metrics:
     """The figures compared here, from AIPerf's summary export (milliseconds and tokens/s)."""
 
     def stat(metric: str, key: str) -> float:
-        entry = data.get(metric) or data.get("records", {}).get(metric) or {}
+        entry = data.get(metric) or {}
         return float(entry.get(key, float("nan")))
 
+    errors = data.get("error_summary") or []
     return {
         "ttft_p50_ms": stat("time_to_first_token", "p50"),
         "ttft_p99_ms": stat("time_to_first_token", "p99"),
@@ -259,42 +267,26 @@ def read_summary(data: dict[str, Any]) -> Metrics:
         "itl_p99_ms": stat("inter_token_latency", "p99"),
         "output_tok_s": stat("output_token_throughput", "avg"),
         "requests": stat("request_count", "avg"),
-        "errors": stat("error_request_count", "avg") if "error_request_count" in data else 0.0,
+        "errors": float(sum(int(e.get("count", 1)) for e in errors if isinstance(e, dict))),
     }
 
 
 def workloads(quick: bool) -> tuple[list[Workload], list[Workload]]:
+    """(random prompts by concurrency and by request rate, the shared-prefix chat); each one AIPerf sweep."""
     random = ["--synthetic-input-tokens-mean", "128", "--synthetic-input-tokens-stddev", "0"]
     random += ["--output-tokens-mean", "64", "--output-tokens-stddev", "0", "--warmup-request-count", "2"]
-    scale = 1 if quick else 2
-    by_concurrency = [
-        Workload(
-            "random",
-            [*random, "--concurrency", str(c), "--request-count", str(max(4, 3 * c) * scale)],
-            f"concurrency {c}",
-        )
-        for c in (1, 4, 8)
-    ]
-    rates = (0.5, 1.0) if quick else (0.5, 1.0, 1.5, 2.0)
-    by_rate = [
-        Workload(
-            "random", [*random, "--request-rate", str(r), "--request-count", str(8 * scale)], f"rate {r:g}"
-        )
-        for r in rates
-    ]
+    count = "8" if quick else "16"
+    by_concurrency = Workload(
+        "random", [*random, "--concurrency", "1,4,8", "--request-count", count], "concurrency"
+    )
+    rates = "0.5,1" if quick else "0.5,1,1.5,2"
+    by_rate = Workload("random", [*random, "--request-rate", rates, "--request-count", count], "rate")
     shared = ["--num-prefix-prompts", "4", "--prefix-prompt-length", "1000"]
     shared += ["--synthetic-input-tokens-mean", "64", "--synthetic-input-tokens-stddev", "0"]
     shared += ["--output-tokens-mean", "32", "--output-tokens-stddev", "0"]
-    shared += [
-        "--conversation-num",
-        str(8 * scale),
-        "--conversation-turn-mean",
-        "3",
-        "--conversation-turn-stddev",
-        "0",
-    ]
-    shared_prefix = [Workload("shared-prefix", [*shared, "--request-rate", "0.5"], "rate 0.5")]
-    return by_concurrency + by_rate, shared_prefix
+    shared += ["--conversation-num", "8" if quick else "16", "--conversation-turn-mean", "3"]
+    shared += ["--conversation-turn-stddev", "0", "--request-rate", "0.5"]
+    return [by_concurrency, by_rate], [Workload("shared-prefix", shared, "rate 0.5")]
 
 
 def machine() -> dict[str, Any]:
@@ -409,13 +401,14 @@ def main() -> int:
 
     def run(target: str, url: str, loads: list[Workload]) -> None:
         for workload in loads:
-            key = f"{workload.name}/{workload.load}"
-            print(f"bench-serving: {target:24} {key}", file=sys.stderr, flush=True)
-            results.setdefault(target, {})[key] = aiperf(url, workload, work, tokenizer)
+            print(
+                f"bench-serving: {target:24} {workload.name} by {workload.load}", file=sys.stderr, flush=True
+            )
+            results.setdefault(target, {}).update(aiperf(url, workload, work, tokenizer))
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-", dir=CACHE / "bench") as tmp:
         work = Path(tmp)
-        concurrency = [w for w in by_load if w.load.startswith("concurrency")]
+        concurrency = [w for w in by_load if w.load == "concurrency"]
         with llama_server(model, work, threads=2) as url:
             tokenizer = ensure_tokenizer(model, url)
             run("llama-server", url, by_load)

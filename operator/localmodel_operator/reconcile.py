@@ -33,7 +33,7 @@ from .ownership import ownership
 from .placement import Placement, PlacementError, place
 from .policy import violations
 from .settings import OperatorSettings
-from .status import Problem, conditions, merge_conditions, status_fields, transitions
+from .status import Problem, alias_conditions, conditions, merge_conditions, status_fields, transitions
 from .token_secret import build_token_secret, with_token
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ def evaluate(name: str, namespace: str, spec: dict[str, Any], settings: Operator
         parsed = parse_local_model_spec(spec, source="spec")
     except ModelConfigError as exc:
         return Evaluation(None, None, Problem("InvalidSpec", "; ".join(exc.problems)))
+    if parsed.alias:
+        return Evaluation(parsed, None, None)  # LocalAI's alias: the router redirects, nothing runs
     refused = violations(parsed.deployment, settings.tenant_policy)
     if refused:
         return Evaluation(parsed, None, Problem("PolicyViolation", "; ".join(refused)))
@@ -279,9 +281,11 @@ class Reconciler:
             pods = await self.kube.list_pods(namespace, selector)
         old_status = body.get("status") or {}
         old_conditions = old_status.get("conditions") or []
-        new_conditions = merge_conditions(
-            old_conditions, conditions(generation, evaluation.problem, deployment, pods)
-        )
+        if evaluation.spec is not None and evaluation.spec.alias and evaluation.problem is None:
+            fresh = alias_conditions(generation, evaluation.spec.alias)
+        else:
+            fresh = conditions(generation, evaluation.problem, deployment, pods)
+        new_conditions = merge_conditions(old_conditions, fresh)
         status = {
             "observedGeneration": generation,
             **identity_fields(name, namespace, evaluation),

@@ -183,6 +183,16 @@ def conditions(
     return [ready_cond, progressing, degraded]
 
 
+def alias_conditions(generation: int, target: str) -> list[Condition]:
+    """An alias (LocalAI's `alias:`) runs nothing: the router answers its name with `target`."""
+    message = f"an alias: the router answers this name with the model {target}"
+    return [
+        _condition("Ready", True, "Alias", message, generation),
+        _condition("Progressing", False, "Reconciled", message, generation),
+        _condition("Degraded", False, "AsExpected", "no problem seen", generation),
+    ]
+
+
 def status_fields(deployment: dict[str, Any] | None) -> dict[str, Any]:
     dstatus = (deployment or {}).get("status") or {}
     desired = int(((deployment or {}).get("spec") or {}).get("replicas", 0) or 0)

@@ -38,6 +38,7 @@ PROXIED = frozenset(
         "/completions",
         "/edits",
         "/embeddings",
+        "/rerank",
         "/responses",
         "/messages",
         "/messages/count_tokens",
@@ -196,15 +197,16 @@ class RouterApp:
     async def list_models(self, scope: Scope, send: Send) -> None:
         self._authorise(scope)
         data = [_model_object(e) for e in self.table.models.values()]
+        data += [_model_object(e, alias) for alias, e in _aliases(self.table)]
         await respond(send, 200, orjson.dumps({"object": "list", "data": data}), _JSON)
 
     async def get_model(self, scope: Scope, send: Send) -> None:
         self._authorise(scope)
         name = scope["path"].split("/models/", 1)[1]
-        entry = self.table.get(name)
+        entry = self.table.resolve(name)
         if entry is None:
             raise RouterError(404, f"The model `{name}` does not exist", "model_not_found", "model")
-        await respond(send, 200, orjson.dumps(_model_object(entry)), _JSON)
+        await respond(send, 200, orjson.dumps(_model_object(entry, name)), _JSON)
 
     async def healthz(self, scope: Scope, send: Send) -> None:
         await respond(send, 200, b'{"status":"ok"}', _JSON)
@@ -230,12 +232,13 @@ class RouterApp:
         models = self.table.models
         name = data.get("model")
         if isinstance(name, str) and name:
-            entry = models.get(name)
+            entry = self.table.resolve(name)
             if entry is None:
                 raise RouterError(404, f"The model `{name}` does not exist", "model_not_found", "model")
             return entry
-        if token is not None and token in models:  # exact name, never a pattern
-            return models[token]
+        by_token = self.table.resolve(token) if token is not None else None  # exact name, never a pattern
+        if by_token is not None:
+            return by_token
         if len(models) == 1:
             return next(iter(models.values()))
         raise RouterError(
@@ -274,6 +277,10 @@ class RouterApp:
             if found is None:
                 return  # the client went away while its model was being set up
             entry = found
+        if data.get("model") not in (None, "", entry.name):
+            # Asked for by an alias: the runtime knows its model by its own name.
+            data = {**data, "model": entry.name}
+            body = orjson.dumps(data)
         metrics = self.metrics.model(entry.name)
         query = scope.get("query_string") or b""
         target = b"/v1" + route.encode() + (b"?" + query if query else b"")
@@ -331,9 +338,15 @@ def _client(scope: Scope) -> str:
     return who
 
 
-def _model_object(entry: ModelEntry) -> dict[str, Any]:
+def _aliases(table: ModelTable) -> list[tuple[str, ModelEntry]]:
+    """The aliases that answer (their target is served, their name is not a model's own)."""
+    found = [(alias, table.resolve(alias)) for alias in table.aliases if alias not in table.models]
+    return [(alias, entry) for alias, entry in found if entry is not None]
+
+
+def _model_object(entry: ModelEntry, name: str | None = None) -> dict[str, Any]:
     return {
-        "id": entry.name,
+        "id": name or entry.name,
         "object": "model",
         "created": entry.created,
         "owned_by": "localmodel",

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from localmodel_router.aliases import ClusterAliases
 from localmodel_router.discovery import Discovery
 from localmodel_router.k8s_clock import KubernetesUseClock
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
@@ -96,6 +97,7 @@ class ClusterState:
         """(namespace, service name) → slice name → endpoints."""
         self.claimants: dict[str, set[Key]] = {}
         """API name → the LocalModels that ask for it."""
+        self.aliases = ClusterAliases(table)
 
     def holder(self, name: str) -> Key | None:
         return holder(self.models[key][3] for key in self.claimants.get(name, ()))
@@ -117,6 +119,8 @@ class ClusterState:
     def apply_localmodel(self, event: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
+        if self.aliases.apply(key, event, obj):
+            event = "DELETED"  # an alias serves nothing itself: no model entry of its own
         previous = self.models.get(key)
         name = None if event == "DELETED" else api_name(obj)
         names = {n for n in (previous[0] if previous else None, name) if n is not None}
@@ -167,6 +171,7 @@ class ClusterState:
                 )
                 for o in objects
             }
+            self.aliases.keep_only(namespace, keep)
             for key in [k for k in self.models if (namespace is None or k[0] == namespace) and k not in keep]:
                 self.apply_localmodel("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
             for obj in objects:

@@ -58,6 +58,8 @@ class Supervisor:
     host: str
     port: int
     ready_timeout: float
+    aliases: dict[str, str] = field(default_factory=dict)
+    """LocalAI `alias:` models of the directory: name → the served model that answers for it."""
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     router: subprocess.Popen[bytes] | None = None
 
@@ -114,6 +116,22 @@ def find_models(directory: Path) -> list[LocalModel]:
     if duplicates:
         raise LocalModeError(f"{directory}: model names used twice: {', '.join(sorted(duplicates))}")
     return found
+
+
+def split_aliases(found: list[LocalModel]) -> tuple[list[LocalModel], dict[str, str]]:
+    """The models to run, and the alias files (`alias: <model>`, LocalAI's redirects) as name → target;
+    an alias must name a model of the directory (one hop: not another alias)."""
+    models = [m for m in found if not m.config.alias]
+    served = {m.name for m in models}
+    aliases: dict[str, str] = {}
+    for model in found:
+        target = model.config.alias
+        if target:
+            if target not in served:
+                what = f"alias {model.name} names {target}, not a model served here"
+                raise LocalModeError(f"{model.source}: {what}")
+            aliases[model.name] = target
+    return models, aliases
 
 
 def _write_config(model: LocalModel, state_dir: Path) -> Path:
@@ -203,17 +221,17 @@ def wait_ready(sup: Supervisor) -> None:
 
 def write_table(sup: Supervisor) -> Path:
     """The router's local discovery table: model name → its runtime's address (and its backend, which
-    the console shows)."""
-    table = {
-        "models": [
-            {
-                "name": m.name,
-                "endpoints": [f"127.0.0.1:{m.port}"],
-                **({"backend": m.config.backend} if m.config.backend else {}),
-            }
-            for m in sup.models
-        ]
-    }
+    the console shows); alias files become alias entries."""
+    items: list[dict[str, Any]] = [
+        {
+            "name": m.name,
+            "endpoints": [f"127.0.0.1:{m.port}"],
+            **({"backend": m.config.backend} if m.config.backend else {}),
+        }
+        for m in sup.models
+    ]
+    items += [{"name": name, "alias": target} for name, target in sup.aliases.items()]
+    table = {"models": items}
     path = sup.state_dir / "router-table.yaml"
     path.write_text(yaml.safe_dump(table, sort_keys=False), encoding="utf-8")
     return path
@@ -272,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    aliases: dict[str, str] = {}
     if args.directory is None:
         models_dir = args.state_dir / "models"
         models = [LocalModel(m.name, m.config, DEFAULT_MODEL) for m in _default_models()]
@@ -281,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         models_dir = args.directory.resolve()
         try:
-            models = find_models(models_dir)
+            models, aliases = split_aliases(find_models(models_dir))
         except LocalModeError as exc:
             print(f"localmodel: {exc}", file=sys.stderr)
             return 2
@@ -291,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models_dir.mkdir(parents=True, exist_ok=True)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(models, models_dir, args.state_dir, args.host, args.port, args.ready_timeout)
+    sup.aliases = aliases
     stopping = False
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -9,6 +9,9 @@ Two spellings, both accepted:
         minReplicas: 0                       # optional
         scaleDownDelaySeconds: 120           # optional, default 600
 
+      - name: gpt-4                          # a LocalAI alias: answered by gemma-3-270m
+        alias: gemma-3-270m
+
     gemma-3-270m: ["127.0.0.1:40123"]        # plain mapping: name → endpoints
 
 The optional keys mean what they mean under a LocalModel's `spec.deployment` and are validated by its
@@ -74,6 +77,8 @@ def parse_table(data: Any, source: str) -> TableData:
             where = f"{source}: models[{index}]"
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
                 raise TableError(f"{where}: each model needs a 'name'")
+            if "alias" in item:
+                continue  # read by parse_aliases
             endpoints = item.get("endpoints", [])
             if not isinstance(endpoints, list):
                 raise TableError(f"{where}: 'endpoints' must be a list")
@@ -89,7 +94,25 @@ def parse_table(data: Any, source: str) -> TableData:
     return models
 
 
+def parse_aliases(data: Any, source: str) -> dict[str, str]:
+    """The `models` items that are LocalAI aliases — `{name: gpt-4, alias: gemma-3-270m}` — as name →
+    target; parse_table has checked the names."""
+    aliases: dict[str, str] = {}
+    items = data.get("models") if isinstance(data, dict) else None
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and "alias" in item:
+            if not isinstance(item["alias"], str) or not item["alias"] or item["alias"] == item["name"]:
+                raise TableError(f"{source}: models[{index}]: 'alias' names another model")
+            aliases[item["name"]] = item["alias"]
+    return aliases
+
+
 def load_table(path: Path) -> TableData:
+    return read_table(path)[0]
+
+
+def read_table(path: Path) -> tuple[TableData, dict[str, str]]:
+    """The models and the aliases of a local table file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -98,7 +121,7 @@ def load_table(path: Path) -> TableData:
         data = yaml.safe_load(text)  # JSON is YAML too
     except yaml.YAMLError as exc:
         raise TableError(f"{path}: invalid YAML/JSON: {str(exc).splitlines()[0]}") from None
-    return parse_table(data, str(path))
+    return parse_table(data, str(path)), parse_aliases(data, str(path))
 
 
 class LocalDiscovery(Discovery):
@@ -122,9 +145,14 @@ class LocalDiscovery(Discovery):
 
     async def start(self, table: ModelTable) -> None:
         self._changed()
-        table.replace_all(load_table(self.path))
+        self._load(table)
         table.synced = True
         self._task = asyncio.get_running_loop().create_task(self._poll(table))
+
+    def _load(self, table: ModelTable) -> None:
+        models, aliases = read_table(self.path)
+        table.replace_all(models)
+        table.replace_aliases(aliases)
 
     async def _poll(self, table: ModelTable) -> None:
         while True:
@@ -132,7 +160,7 @@ class LocalDiscovery(Discovery):
             if not self._changed():
                 continue
             try:
-                table.replace_all(load_table(self.path))
+                self._load(table)
                 log.info("reloaded %s", self.path)
             except TableError as exc:
                 log.error("keeping the previous table: %s", exc)

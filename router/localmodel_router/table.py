@@ -138,6 +138,8 @@ class UseClock(Protocol):
 class ModelTable:
     def __init__(self) -> None:
         self.models: dict[str, ModelEntry] = {}
+        self.aliases: dict[str, str] = {}
+        """LocalAI's `alias:` models: extra name → the name of the model that answers for it."""
         self.synced = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.model_removed: list[Callable[[ModelEntry], None]] = []
@@ -147,6 +149,26 @@ class ModelTable:
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
+
+    # -- aliases (LocalAI's `alias:`): names that are answered by another model ------------------
+
+    def resolve(self, name: str) -> ModelEntry | None:
+        """The model that answers to `name`: its own, else the target of an alias of that name (a
+        model's own name wins over an alias, as the older claim on a name does)."""
+        entry = self.models.get(name)
+        if entry is None and name in self.aliases:
+            entry = self.models.get(self.aliases[name])
+        return entry
+
+    def set_alias(self, name: str, target: str | None) -> None:
+        """Make `name` answer as `target` (None: forget the alias); one hop, as in LocalAI."""
+        if target is None or target == name:
+            self.aliases.pop(name, None)
+        else:
+            self.aliases[name] = target
+
+    def replace_aliases(self, aliases: dict[str, str]) -> None:
+        self.aliases = {name: target for name, target in aliases.items() if name != target}
 
     def upsert_model(self, name: str, settings: ModelSettings, created: int | None = None) -> ModelEntry:
         entry = self.models.get(name)

@@ -60,12 +60,20 @@ def fail(failure: Failure) -> NoReturn:
     sys.exit(failure.exit_code)
 
 
-def select_config(path: Path, name: str | None) -> ModelConfig:
-    """The config to serve from a file that may hold a list: the one called `name`, or the only one."""
+def select_config(path: Path, name: str | None) -> tuple[ModelConfig, list[str]]:
+    """The config to serve from a file that may hold a list — the one called `name`, or the only one —
+    and the names of the file's LocalAI aliases of it (`alias: <its name>`), which it answers to too."""
     try:
-        configs = load_model_configs(path)
+        found = load_model_configs(path)
     except ModelConfigError as exc:
         raise Failure("InvalidSpec", str(exc), 2) from None
+    configs = [c for c in found if not c.alias]
+    chosen = _choose(path, configs, name)
+    aliases = [c.name for c in found if c.alias and c.alias == chosen.name and c.name]
+    return chosen, aliases
+
+
+def _choose(path: Path, configs: list[ModelConfig], name: str | None) -> ModelConfig:
     if name:
         chosen = [c for c in configs if c.name == name]
         if not chosen and len(configs) == 1 and not configs[0].name:
@@ -114,7 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     models_dir: Path = args.models_dir
-    config = select_config(args.config, args.model_name)
+    config, aliases = select_config(args.config, args.model_name)
     check_templates(config, models_dir)
     ignored = unsupported_keys(config)
     if ignored:
@@ -144,6 +152,7 @@ def serve(args: argparse.Namespace) -> int:
         config,
         models_dir,
         model_name=args.model_name,
+        aliases=aliases,
         settings=settings,
         backend=backend,
         on_fatal=on_fatal,

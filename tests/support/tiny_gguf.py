@@ -36,6 +36,26 @@ def byte_token_id(byte: int) -> int:
     return 4 + byte
 
 
+def add_byte_tokenizer(writer: gguf.GGUFWriter) -> None:
+    """The SentencePiece vocabulary described above: 3 specials, `▁` and the 256 byte tokens."""
+    tokens = [b"<unk>", b"<s>", b"</s>", "▁".encode()] + [f"<0x{b:02X}>".encode() for b in range(256)]
+    types = [
+        gguf.TokenType.UNKNOWN,
+        gguf.TokenType.CONTROL,
+        gguf.TokenType.CONTROL,
+        gguf.TokenType.NORMAL,
+    ] + [gguf.TokenType.BYTE] * 256
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * len(tokens))
+    writer.add_token_types(types)
+    writer.add_bos_token_id(BOS_ID)
+    writer.add_eos_token_id(EOS_ID)
+    writer.add_unk_token_id(UNK_ID)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+
+
 def write_tiny_gguf(
     path: Path,
     *,
@@ -57,22 +77,7 @@ def write_tiny_gguf(
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
 
-    tokens = [b"<unk>", b"<s>", b"</s>", "▁".encode()] + [f"<0x{b:02X}>".encode() for b in range(256)]
-    types = [
-        gguf.TokenType.UNKNOWN,
-        gguf.TokenType.CONTROL,
-        gguf.TokenType.CONTROL,
-        gguf.TokenType.NORMAL,
-    ] + [gguf.TokenType.BYTE] * 256
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * len(tokens))
-    writer.add_token_types(types)
-    writer.add_bos_token_id(BOS_ID)
-    writer.add_eos_token_id(EOS_ID)
-    writer.add_unk_token_id(UNK_ID)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
+    add_byte_tokenizer(writer)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
 

@@ -50,6 +50,8 @@ class Capabilities:
 
     completion: bool = True
     embeddings: bool = False
+    rerank: bool = False
+    """Whether `rerank()` scores documents against a query (`reranking: true` on a reranking model)."""
     tokenize: bool = True
     max_concurrency: int = 1
     """Sequences the backend runs together; further requests wait in the server's fair queue."""
@@ -146,6 +148,10 @@ class Backend(abc.ABC):
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         raise UnsupportedOperation(f"backend {self.name} does not serve embeddings")
+
+    async def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """A relevance score per document, in order (higher is more relevant), and the tokens read."""
+        raise UnsupportedOperation(f"backend {self.name} does not rerank")
 
     def kv_cache_usage(self) -> float | None:
         """The share (0..1) of the KV cache that running generations hold, or None when the backend does

@@ -12,9 +12,7 @@ import asyncio
 import ctypes
 import json
 import logging
-import math
 import os
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,17 +29,19 @@ from .base import (
     ModelInfo,
     ModelLoadError,
     SamplingParams,
-    UnsupportedOperation,
 )
-from .llama_batch import BatchEngine, build_sampler
+from .llama_batch import BatchEngine
 from .llama_ggml import GGML_MAGICS, legacy_ggml_message
+from .llama_lora import LoraAdapters
+from .llama_pooled import PooledContexts
+from .llama_sampling import build_sampler
+from .llama_spec import DEFAULT_N_DRAFT, Drafter, check_same_vocabulary
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 4096
 DEFAULT_PARALLEL = 4
 DEFAULT_BATCH = 512
-EMBEDDING_SEQUENCES = 8
 
 _CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 _FLASH_ATTENTION = {"auto": -1, "on": 1, "enabled": 1, "true": 1, "1": 1, "off": 0, "disabled": 0, "false": 0}
@@ -104,10 +104,13 @@ class LlamaBackend(Backend):
         self._model: Any = None
         self._vocab: Any = None
         self._ctx: Any = None
-        self._embed_ctx: Any = None
-        self._lora: Any = None
+        self._pooled: PooledContexts | None = None
+        self._lora: LoraAdapters | None = None
+        self._draft_model: Any = None
+        self._mparams: Any = None
+        self._draft_ctx: Any = None
+        self._drafter: Drafter | None = None
         self._engine: BatchEngine | None = None
-        self._embed_lock = threading.Lock()
         self._keepalive: list[Any] = []
         """ctypes arrays the C side points to (tensor_split) must outlive the model."""
         self._n_ctx_seq = 0
@@ -174,6 +177,7 @@ class LlamaBackend(Backend):
         if cfg.low_vram:
             log.info("low_vram has no effect: llama.cpp dropped the option; use gpu_layers instead")
 
+        self._mparams = mparams
         model = lib.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise ModelLoadError(
@@ -215,9 +219,19 @@ class LlamaBackend(Backend):
             )
         self._ctx = ctx
         self._n_ctx_seq = int(lib.llama_n_ctx_seq(ctx)) if hasattr(lib, "llama_n_ctx_seq") else n_ctx
-        self._apply_lora(ctx)
-        if cfg.embeddings:
-            self._embed_ctx = self._embedding_context(n_ctx)
+        self._lora = LoraAdapters.load(lib, model, cfg, self.models_dir)
+        self._lora.apply(ctx)
+        self._pooled = PooledContexts(lib, model, self._vocab, self._tokenize)
+        if cfg.reranking:
+            self._pooled.check_reranker(self._meta, path.name)
+        self._pooled.open(
+            lambda: self._context_params(n_ctx, n_ctx),
+            embeddings=bool(cfg.embeddings),
+            reranking=bool(cfg.reranking),
+            lora=self._lora,
+        )
+        if cfg.draft_model:
+            self._drafter = self._load_draft(n_ctx, parallel, int(lib.llama_n_batch(ctx)))
         self._engine = BatchEngine(
             lib,
             model=model,
@@ -229,6 +243,7 @@ class LlamaBackend(Backend):
             prompt_cache=cfg.prompt_cache_all is not False,
             eog_tokens=self._eog,
             cache_file=self.models_dir / cfg.prompt_cache_path if cfg.prompt_cache_path else None,
+            drafter=self._drafter,
         )
         self._info = ModelInfo(
             chat_template=self._meta("tokenizer.chat_template"),
@@ -285,47 +300,33 @@ class LlamaBackend(Backend):
                 setattr(cparams, attr, _CACHE_TYPES[value.lower()])
         return cparams
 
-    def _apply_lora(self, ctx: Any) -> None:
+    def _load_draft(self, n_ctx: int, parallel: int, n_batch: int) -> Drafter:
         lib, cfg = self._lib, self.config
-        if cfg.lora_base:
-            log.info("lora_base is ignored: llama.cpp applies the adapter to the loaded model")
-        if not cfg.lora_adapter:
-            return
-        path = self.models_dir / cfg.lora_adapter
-        if not path.is_file():
-            raise ModelLoadError(f"lora_adapter {path} does not exist")
-        self._lora = lib.llama_adapter_lora_init(self._model, str(path).encode())
-        if not self._lora:
-            raise ModelLoadError(f"llama.cpp could not load the LoRA adapter {path}")
-        self._set_lora(ctx)
+        assert cfg.draft_model
+        path = self.models_dir / cfg.draft_model
+        _check_model_file(path, "draft_model")
+        self._draft_model = lib.llama_model_load_from_file(str(path).encode(), self._mparams)
+        if not self._draft_model:
+            raise ModelLoadError(f"draft_model: llama.cpp could not load {path}")
+        draft_vocab = lib.llama_model_get_vocab(self._draft_model)
+        check_same_vocabulary(lib, self._vocab, draft_vocab, cfg.draft_model)
+        cparams = self._context_params(n_ctx * parallel, n_batch)
+        cparams.n_seq_max = parallel
+        cparams.kv_unified = False
+        self._draft_ctx = lib.llama_init_from_model(self._draft_model, cparams)
+        if not self._draft_ctx:
+            raise ModelLoadError(f"draft_model: llama.cpp could not create a context for {path}")
+        # The main model checks every slot's guesses in one decode, which must fit its batch with room
+        # left for reading new prompts.
+        n_draft = max(1, min(cfg.n_draft or DEFAULT_N_DRAFT, n_batch // (2 * parallel) - 1))
+        log.info("speculative decoding with %s, up to %d draft tokens per step", path.name, n_draft)
+        ctx = self._draft_ctx
+        return Drafter(lib, ctx, draft_vocab, n_parallel=parallel, n_batch=n_batch, n_draft=n_draft)
 
-    def _set_lora(self, ctx: Any) -> None:
-        lib = self._lib
-        adapters = (lib.llama_adapter_lora_p_ctypes * 1)(self._lora)
-        # LocalAI's lora_scale 0 means "unset": full strength.
-        scales = (ctypes.c_float * 1)(self.config.lora_scale or 1.0)
-        if lib.llama_set_adapters_lora(ctx, adapters, 1, scales):
-            raise ModelLoadError(f"llama.cpp could not apply the LoRA adapter {self.config.lora_adapter}")
-
-    def _embedding_context(self, n_ctx: int) -> Any:
-        lib = self._lib
-        cparams = self._context_params(n_ctx, n_ctx)
-        # A text must fit one micro-batch: pooling needs all its tokens in one pass.
-        cparams.n_ubatch = n_ctx
-        cparams.embeddings = True
-        cparams.n_seq_max = EMBEDDING_SEQUENCES
-        cparams.kv_unified = True
-        ctx = lib.llama_init_from_model(self._model, cparams)
-        if ctx and lib.llama_pooling_type(ctx) == lib.LLAMA_POOLING_TYPE_NONE:
-            # A generative model has no pooling of its own; LocalAI/llama-server then mean-pool.
-            lib.llama_free(ctx)
-            cparams.pooling_type = lib.LLAMA_POOLING_TYPE_MEAN
-            ctx = lib.llama_init_from_model(self._model, cparams)
-        if not ctx:
-            raise ModelLoadError("llama.cpp could not create the embeddings context")
-        if self._lora:
-            self._set_lora(ctx)
-        return ctx
+    @property
+    def draft_stats(self) -> Any:
+        """Guesses drafted and accepted so far (None without a draft model); the bench reads it."""
+        return self._drafter.stats if self._drafter is not None else None
 
     def _meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)
@@ -349,7 +350,8 @@ class LlamaBackend(Backend):
         engine = self._engine
         return Capabilities(
             completion=True,
-            embeddings=self._embed_ctx is not None,
+            embeddings=self._pooled is not None and self._pooled.embed_ctx is not None,
+            rerank=self._pooled is not None and self._pooled.rerank_ctx is not None,
             tokenize=True,
             max_concurrency=engine.n_parallel if engine else 1,
             context_size=self._n_ctx_seq,
@@ -360,15 +362,18 @@ class LlamaBackend(Backend):
         return self._info
 
     def tokenize(self, text: str) -> list[int]:
+        return self._tokenize(text, True)
+
+    def _tokenize(self, text: str, add_special: bool) -> list[int]:
         self._require_loaded()
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (self._lib.llama_token * capacity)()
-        n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, True, True)
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special, True)
         if n < 0:
             capacity = -n
             tokens = (self._lib.llama_token * capacity)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, True, True)
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special, True)
         return list(tokens[:n])
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[GenerationEvent]:
@@ -430,64 +435,13 @@ class LlamaBackend(Backend):
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         self._require_loaded()
-        if self._embed_ctx is None:
-            raise UnsupportedOperation(
-                "this model is not loaded for embeddings: set `embeddings: true` in its configuration"
-            )
-        tokenized = await asyncio.to_thread(lambda: [self.tokenize(text) for text in texts])
-        limit = int(self._lib.llama_n_ctx(self._embed_ctx))
-        for tokens in tokenized:
-            if len(tokens) > limit:
-                raise InvalidRequest(
-                    f"an input has {len(tokens)} tokens; this model embeds at most {limit}",
-                    param="input",
-                    code="context_length_exceeded",
-                )
-        return await asyncio.to_thread(self._embed_sync, tokenized, limit)
+        assert self._pooled is not None
+        return await self._pooled.embed(texts)
 
-    def _embed_sync(self, tokenized: list[list[int]], limit: int) -> list[list[float]]:
-        lib, ctx = self._lib, self._embed_ctx
-        n_embd = int(lib.llama_model_n_embd(self._model))
-        out: list[list[float]] = []
-        with self._embed_lock:
-            batch = lib.llama_batch_init(limit, 0, 1)
-            try:
-                i = 0
-                while i < len(tokenized):
-                    # Pack texts while they fit in the context and in the sequence slots.
-                    group: list[list[int]] = []
-                    used = 0
-                    while (
-                        i < len(tokenized)
-                        and len(group) < EMBEDDING_SEQUENCES
-                        and used + max(1, len(tokenized[i])) <= limit
-                    ):
-                        group.append(tokenized[i] or [max(0, lib.llama_vocab_bos(self._vocab))])
-                        used += len(group[-1])
-                        i += 1
-                    n = 0
-                    for seq, tokens in enumerate(group):
-                        for pos, token in enumerate(tokens):
-                            batch.token[n] = token
-                            batch.pos[n] = pos
-                            batch.n_seq_id[n] = 1
-                            batch.seq_id[n][0] = seq
-                            batch.logits[n] = True
-                            n += 1
-                    batch.n_tokens = n
-                    lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
-                    if lib.llama_decode(ctx, batch) != 0:
-                        raise BackendError("llama.cpp failed to compute embeddings")
-                    for seq in range(len(group)):
-                        vector = lib.llama_get_embeddings_seq(ctx, seq)
-                        if not vector:
-                            raise BackendError("llama.cpp returned no pooled embedding")
-                        values = [float(vector[k]) for k in range(n_embd)]
-                        norm = math.sqrt(sum(v * v for v in values)) or 1.0
-                        out.append([v / norm for v in values])
-            finally:
-                lib.llama_batch_free(batch)
-        return out
+    async def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        self._require_loaded()
+        assert self._pooled is not None
+        return await self._pooled.rerank(query, documents)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._free)
@@ -497,15 +451,23 @@ class LlamaBackend(Backend):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-        with self._embed_lock:
-            if self._embed_ctx:
-                lib.llama_free(self._embed_ctx)
-                self._embed_ctx = None
+        if self._pooled is not None:
+            self._pooled.close()
+            self._pooled = None
         if self._ctx:
             lib.llama_free(self._ctx)
             self._ctx = None
-        if self._lora:
-            lib.llama_adapter_lora_free(self._lora)
+        if self._drafter is not None:
+            self._drafter.close()
+            self._drafter = None
+        if self._draft_ctx:
+            lib.llama_free(self._draft_ctx)
+            self._draft_ctx = None
+        if self._draft_model:
+            lib.llama_model_free(self._draft_model)
+            self._draft_model = None
+        if self._lora is not None:
+            self._lora.free()
             self._lora = None
         if self._model:
             lib.llama_model_free(self._model)
@@ -522,9 +484,9 @@ class LlamaBackend(Backend):
         return self._engine
 
 
-def _check_model_file(path: Path) -> None:
+def _check_model_file(path: Path, key: str = "parameters.model") -> None:
     if not path.is_file():
-        raise ModelLoadError(f"model file {path} does not exist (is `parameters.model` right?)")
+        raise ModelLoadError(f"model file {path} does not exist (is `{key}` right?)")
     with path.open("rb") as f:
         magic = f.read(4)
     if magic in GGML_MAGICS:

@@ -25,7 +25,6 @@ import collections
 import contextlib
 import ctypes
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -38,14 +37,12 @@ from .base import (
     Finished,
     FinishReason,
     GenerationEvent,
-    InvalidRequest,
     SamplingParams,
     TextPiece,
 )
+from .llama_spec import Drafter
 
 log = logging.getLogger(__name__)
-
-_NEG_INF = float("-inf")
 
 
 @dataclass
@@ -103,6 +100,7 @@ class BatchEngine:
         prompt_cache: bool,
         eog_tokens: list[int],
         cache_file: Path | None = None,
+        drafter: Drafter | None = None,
     ) -> None:
         self._lib = lib
         self._model = model
@@ -116,7 +114,9 @@ class BatchEngine:
         self._eog = eog_tokens
         self._n_vocab = lib.llama_vocab_n_tokens(vocab)
         self._n_swa = int(lib.llama_model_n_swa(model)) if hasattr(lib, "llama_model_n_swa") else 0
-        self._batch = lib.llama_batch_init(n_batch + n_parallel, 0, 1)
+        self._drafter = drafter
+        per_slot = 1 + (drafter.n_draft if drafter else 0)
+        self._batch = lib.llama_batch_init(n_batch + n_parallel * per_slot, 0, 1)
         self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
         self._waiting: collections.deque[_Request] = collections.deque()
         self._cond = threading.Condition()
@@ -294,10 +294,30 @@ class BatchEngine:
             if slot.request is not None and slot.request.cancelled.is_set():
                 self._finish(slot, event=None)
 
+    def _drafts(self) -> dict[int, list[int]]:
+        """The draft model's guesses for every generating slot that has room for some."""
+        if self._drafter is None:
+            return {}
+        wants: dict[int, tuple[list[int], int]] = {}
+        for slot in self._slots:
+            request = slot.request
+            if request is None or slot.pending is None:
+                continue
+            room = self.n_ctx_seq - len(slot.cached) - 1
+            limit = request.params.max_tokens
+            if limit and limit > 0:
+                room = min(room, limit - slot.n_generated - 1)
+            k = min(self._drafter.n_draft, room)
+            if k > 0:
+                wants[slot.seq_id] = ([*slot.cached, slot.pending], k)
+        return self._drafter.draft(wants) if wants else {}
+
     def _step(self) -> None:
         lib, batch = self._lib, self._batch
         n = 0
         outputs: list[tuple[_Slot, int]] = []
+        drafts = self._drafts()
+        drafted: dict[int, list[int]] = {}
 
         def add(token: int, pos: int, seq: int, logits: bool) -> None:
             nonlocal n
@@ -315,6 +335,10 @@ class BatchEngine:
                 add(slot.pending, len(slot.cached), slot.seq_id, True)
                 slot.cached.append(slot.pending)
                 slot.pending = None
+                # The draft's guesses follow, each with logits: the main model checks them all at once.
+                for guess in drafts.get(slot.seq_id, []):
+                    add(guess, len(slot.cached) + len(drafted.setdefault(slot.seq_id, [])), slot.seq_id, True)
+                    drafted[slot.seq_id].append(guess)
         # Then prompt chunks, oldest request first, within what is left of n_batch.
         budget = self._n_batch - n
         for slot in self._slots:
@@ -338,24 +362,54 @@ class BatchEngine:
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
         for slot, index in outputs:
-            self._sample(slot, index)
+            guesses = drafted.get(slot.seq_id)
+            if guesses:
+                self._sample_guessed(slot, index, guesses)
+            else:
+                self._sample(slot, index)
 
     def _sample(self, slot: _Slot, index: int) -> None:
+        assert slot.request is not None
+        token = int(self._lib.llama_sampler_sample(slot.request.sampler, self._ctx, index))
+        if self._take(slot, token):
+            slot.pending = token
+
+    def _sample_guessed(self, slot: _Slot, index: int, guesses: list[int]) -> None:
+        """Sample the positions of the pending token and of the draft's guesses in turn; keep guesses
+        while they are what the model samples, and drop the rest from the KV cache."""
+        assert slot.request is not None and self._drafter is not None
+        sampler = slot.request.sampler
+        kept = 0
+        for i in range(len(guesses) + 1):
+            token = int(self._lib.llama_sampler_sample(sampler, self._ctx, index + i))
+            if not self._take(slot, token):
+                break
+            if i < len(guesses) and token == guesses[i]:
+                slot.cached.append(token)  # already decoded: the next position's logits follow it
+                kept += 1
+                continue
+            slot.pending = token
+            break
+        self._drafter.stats.drafted += len(guesses)
+        self._drafter.stats.accepted += kept
+        self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, len(slot.cached), -1)
+
+    def _take(self, slot: _Slot, token: int) -> bool:
+        """Emit a sampled token; False when the generation has finished (the token ended it)."""
         request = slot.request
         assert request is not None and slot.decoder is not None
-        lib, params = self._lib, request.params
-        token = int(lib.llama_sampler_sample(request.sampler, self._ctx, index))
-        if lib.llama_vocab_is_eog(self._vocab, token) and not params.ignore_eos:
+        params = request.params
+        if self._lib.llama_vocab_is_eog(self._vocab, token) and not params.ignore_eos:
             self._finish(slot, event="stop")
-            return
+            return False
         slot.n_generated += 1
         self._emit(request, TextPiece(slot.decoder.decode(self._piece(token)), 1))
         limit = params.max_tokens if params.max_tokens and params.max_tokens > 0 else None
         if (limit is not None and slot.n_generated >= limit) or len(slot.cached) >= self.n_ctx_seq:
             # max_tokens is reached, or the token would not fit in the context to produce another one.
             self._finish(slot, event="length")
-            return
-        slot.pending = token
+            return False
+        return True
 
     def _piece(self, token: int) -> bytes:
         size = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, False)
@@ -379,6 +433,8 @@ class BatchEngine:
         if error is not None:
             self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             slot.cached = []
+            if self._drafter is not None:
+                self._drafter.forget(slot.seq_id)
         if error is not None:
             self._emit(request, error)
         elif event is not None and slot.decoder is not None:
@@ -400,77 +456,3 @@ class BatchEngine:
         except RuntimeError:
             # The event loop is closed: nobody is listening any more.
             request.cancel()
-
-
-def build_sampler(
-    lib: Any,
-    *,
-    vocab: Any,
-    n_vocab: int,
-    n_ctx: int,
-    params: SamplingParams,
-    grammar: str | None,
-    prompt: list[int],
-    eog_tokens: list[int],
-) -> Any:
-    """A llama.cpp sampler chain for one request, in llama.cpp's common order.
-
-    Prompt tokens are fed to the penalties sampler only (as llama-server does), before it joins the
-    chain, so a grammar never sees them.
-    """
-    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-    biases = dict(params.logit_bias)
-    if params.ignore_eos:
-        for token in eog_tokens:
-            biases[token] = _NEG_INF
-    biases = {t: b for t, b in biases.items() if 0 <= t < n_vocab}
-    if biases:
-        array = (lib.llama_logit_bias * len(biases))()
-        for i, (token, bias) in enumerate(biases.items()):
-            array[i].token = token
-            array[i].bias = bias
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_logit_bias(n_vocab, len(biases), array))
-    if grammar:
-        grammar_sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-        if not grammar_sampler:
-            lib.llama_sampler_free(chain)
-            raise InvalidRequest("the grammar is not valid GBNF", param="grammar", code="invalid_grammar")
-        lib.llama_sampler_chain_add(chain, grammar_sampler)
-    last_n = n_ctx if params.repeat_last_n < 0 else params.repeat_last_n
-    penalize = params.repeat_penalty not in (0.0, 1.0) or params.frequency_penalty or params.presence_penalty
-    if penalize and last_n > 0:
-        penalties = lib.llama_sampler_init_penalties(
-            n_vocab, last_n, params.repeat_penalty or 1.0, params.frequency_penalty, params.presence_penalty
-        )
-        for token in prompt[-last_n:]:
-            lib.llama_sampler_accept(penalties, token)
-        lib.llama_sampler_chain_add(chain, penalties)
-    seed = params.seed if params.seed is not None and params.seed >= 0 else random.getrandbits(32)
-    seed &= 0xFFFFFFFF
-    if seed == 0xFFFFFFFF:
-        seed = 0xFFFFFFFE  # llama.cpp reads 0xFFFFFFFF as "random"; keep a given seed deterministic
-    if params.temperature <= 0:
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
-    elif params.mirostat == 1:
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
-        lib.llama_sampler_chain_add(
-            chain,
-            lib.llama_sampler_init_mirostat(n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100),
-        )
-    elif params.mirostat == 2:
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
-        lib.llama_sampler_chain_add(
-            chain, lib.llama_sampler_init_mirostat_v2(seed, params.mirostat_tau, params.mirostat_eta)
-        )
-    else:
-        if params.top_k > 0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(params.top_k))
-        if 0 < params.typical_p < 1:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_typical(params.typical_p, 1))
-        if 0 < params.top_p < 1:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
-        if params.min_p > 0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(params.min_p, 1))
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
-        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
-    return chain

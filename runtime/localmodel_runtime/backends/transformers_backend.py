@@ -100,6 +100,7 @@ class TransformersBackend(Backend):
         self._tokenizer: Any = None
         self._generator: HFGenerator | None = None
         self._context = 0
+        self._reranker = False
         self._info = ModelInfo()
 
     # -- loading ---------------------------------------------------------------------------------
@@ -119,7 +120,9 @@ class TransformersBackend(Backend):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         try:
-            if self.kind in (OV_CAUSAL, OV_FEATURES):
+            if cfg.reranking:
+                self._load_cross_encoder(torch, location)
+            elif self.kind in (OV_CAUSAL, OV_FEATURES):
                 self._load_openvino(location)
             elif self.kind == SENTENCE:
                 self._load_sentence(torch, location)
@@ -130,6 +133,8 @@ class TransformersBackend(Backend):
         trained = getattr(getattr(self._model, "config", None), "max_position_embeddings", None)
         if self.kind == SENTENCE:
             trained = getattr(self._model, "max_seq_length", None)
+        if self._reranker:
+            trained = getattr(self._model, "max_length", None) or trained
         self._context = context_size(cfg, trained if isinstance(trained, int) else None)
         tok = self._tokenizer
         template = getattr(tok, "chat_template", None)
@@ -148,7 +153,7 @@ class TransformersBackend(Backend):
                 context=self._context,
                 stop_words=lambda params: stop_words(cfg, params),
             )
-        elif not self.capabilities().embeddings:
+        elif not self.capabilities().embeddings and not self._reranker:
             log.warning(
                 "%s loaded with AutoModel, which cannot generate: set `type: AutoModelForCausalLM` for "
                 "text generation or `embeddings: true` for embeddings",
@@ -227,9 +232,27 @@ class TransformersBackend(Backend):
         )
         self._tokenizer = self._model.tokenizer
 
+    def _load_cross_encoder(self, torch: Any, location: str) -> None:
+        """`reranking: true`: the model is a sentence-transformers CrossEncoder (a sequence classifier
+        that scores a query and a document together)."""
+        cfg = self.config
+        try:
+            import sentence_transformers
+        except ImportError:
+            raise unavailable("transformers") from None
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        self.device = torch_device(cfg.main_gpu, cuda_devices=cuda_devices)
+        self._model = sentence_transformers.CrossEncoder(
+            location, device=self.device, trust_remote_code=bool(cfg.trust_remote_code)
+        )
+        self._tokenizer = self._model.tokenizer
+        self._reranker = True
+
     # -- serving ---------------------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
+        if self._reranker:
+            return Capabilities(completion=False, rerank=True, context_size=self._context)
         can_generate = self.kind in (CAUSAL, OV_CAUSAL) or (
             self.kind == AUTO and self._model is not None and bool(self._model.can_generate())
         )
@@ -301,6 +324,23 @@ class TransformersBackend(Backend):
                 norm = math.sqrt(sum(v * v for v in values)) or 1.0
                 out.append([v / norm for v in values])
         return out
+
+    async def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        if self._model is None:
+            raise BackendError("the model is not loaded")
+        if not self._reranker:
+            raise UnsupportedOperation(
+                "this model is not loaded for reranking: set `reranking: true` on a cross-encoder"
+            )
+        pairs = [(query, document) for document in documents]
+
+        def score() -> tuple[list[float], int]:
+            # The cross-encoder reads at most its max_length tokens of a pair (it truncates, as LocalAI's).
+            values = self._model.predict(pairs, convert_to_numpy=True, show_progress_bar=False)
+            tokens = sum(len(self._tokenizer(q, d)["input_ids"]) for q, d in pairs)
+            return [float(v) for v in values.reshape(len(pairs), -1)[:, 0]], tokens
+
+        return await asyncio.to_thread(score)
 
     async def close(self) -> None:
         self._generator = None

@@ -25,12 +25,13 @@ from .loading import (
     unknown_keys,
     unsupported_keys,
 )
-from .model import NOT_SERVED, ModelConfig
+from .model import NOT_SERVED, SERVED_BY, ModelConfig
 
 __all__ = [
     "BACKEND_ALIASES",
     "BACKEND_EXTRAS",
     "NOT_SERVED",
+    "SERVED_BY",
     "DeploymentSpec",
     "DownloadFile",
     "FunctionsConfig",

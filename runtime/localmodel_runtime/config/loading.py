@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from ruamel.yaml.nodes import SequenceNode
 
+from .backends import canonical_backend, guess_backend
 from .deployment import DeploymentSpec
-from .model import NOT_SERVED, ModelConfig
+from .model import NOT_SERVED, SERVED_BY, ModelConfig
 from .yaml12 import DecodeProblem, TypedDecoder, YAMLDecodeError, compose_documents
 
 
@@ -125,9 +126,12 @@ def unknown_keys(block: BaseModel, prefix: str = "") -> list[str]:
 
 
 def unsupported_keys(config: ModelConfig) -> list[str]:
-    """Every key that is set but that localmodel does not act on: unknown keys and NOT_SERVED ones."""
+    """Every key that is set but that localmodel does not act on: unknown keys, NOT_SERVED ones, and
+    SERVED_BY ones on a model of another backend."""
     found = unknown_keys(config)
-    for path in sorted(NOT_SERVED):
+    backend = canonical_backend(config.backend) if config.backend else guess_backend(config.model_file)
+    elsewhere = {key for key, served in SERVED_BY.items() if backend is not None and backend not in served}
+    for path in sorted(NOT_SERVED | elsewhere):
         value: Any = config
         for part in path.split("."):
             value = getattr(value, part, None) if value is not None else None

@@ -60,7 +60,11 @@ class ModelConfig(LocalAIBlock):
     )
     known_input_modalities: list[LenientStr] | None = opt("Input modalities (text, image, audio, video).")
     known_output_modalities: list[LenientStr] | None = opt("Output modalities.")
-    alias: LenientStr | None = opt("Redirect to another model (LocalAI platform feature).")
+    alias: LenientStr | None = opt(
+        "Make this a redirect: requests for `name` are answered by the model named here (one hop; with "
+        "`name`, without `backend` or `parameters.model`). Runs nothing itself; the router and "
+        "`localmodel up` route the name, and a runtime whose model file lists it answers to it."
+    )
     disabled: bool | None = opt("Refuse to serve this model.")
     pinned: bool | None = opt("Exclude from idle unloading.")
     concurrency_groups: list[LenientStr] | None = opt("Mutual-exclusion groups.")
@@ -71,7 +75,9 @@ class ModelConfig(LocalAIBlock):
     # Model files
     parameters: Parameters | None = opt("Model file and default request parameters.")
     mmproj: LenientStr | None = opt("Multimodal projector file.")
-    draft_model: LenientStr | None = opt("Draft model for speculative decoding.")
+    draft_model: LenientStr | None = opt(
+        "Draft GGUF for speculative decoding, with the model's vocabulary (served by: llama)."
+    )
     download_files: list[DownloadFile] | None = opt("Files fetched into the models directory before loading.")
     artifacts: list[dict[str, Any]] | None = opt("Managed Hugging Face snapshots (LocalAI platform feature).")
     model_base_name: LenientStr | None = opt("AutoGPTQ: base name of the quantized weights file.")
@@ -97,7 +103,10 @@ class ModelConfig(LocalAIBlock):
     rms_norm_eps: float | None = opt("GGMLv3 LLaMA-2 70B parameter (legacy).")
     ngqa: int | None = opt("GGMLv3 grouped-query parameter (legacy).")
     embeddings: bool | None = opt("Load the model for embeddings.")
-    reranking: bool | None = opt("Load the model for reranking.")
+    reranking: bool | None = opt(
+        "Load a reranking model for /v1/rerank: a GGUF with rank pooling (llama) or a sentence-transformers "
+        "CrossEncoder (transformers)."
+    )
     flash_attention: LenientStr | None = opt("auto | on | off | enabled | disabled.")
     no_kv_offloading: bool | None = opt("Keep the KV cache on the CPU.")
     cache_type_k: LenientStr | None = opt("KV cache quantization for K (f16, f32, q8_0, q4_0, …).")
@@ -107,12 +116,18 @@ class ModelConfig(LocalAIBlock):
     yarn_attn_factor: float | None = opt("YaRN attention magnitude factor.")
     yarn_beta_fast: float | None = opt("YaRN low correction dimension.")
     yarn_beta_slow: float | None = opt("YaRN high correction dimension.")
-    lora_adapter: LenientStr | None = opt("LoRA adapter file.")
-    lora_base: LenientStr | None = opt("LoRA base model file.")
-    lora_scale: float | None = opt("LoRA scale.")
-    lora_adapters: list[LenientStr] | None = opt("Several LoRA adapters (diffusers).")
-    lora_scales: list[float] | None = opt("Scales for lora_adapters.")
-    n_draft: NonNegInt | None = opt("Maximum draft tokens per speculative step.")
+    lora_adapter: LenientStr | None = opt("LoRA adapter file (GGUF, llama backend).")
+    lora_base: LenientStr | None = opt("LoRA base model file (ignored: llama.cpp adapts the loaded model).")
+    lora_scale: float | None = opt("Scale of lora_adapter (0 = unset = 1.0).")
+    lora_adapters: list[LenientStr] | None = opt(
+        "Several LoRA adapter files applied together, after lora_adapter (served by: llama)."
+    )
+    lora_scales: list[float] | None = opt(
+        "Scale of each lora_adapters entry in order; a missing one is 1.0, 0 turns it off (served by: llama)."
+    )
+    n_draft: NonNegInt | None = opt(
+        "Maximum draft tokens per speculative step (0 = LocalAI's default 16; served by: llama)."
+    )
     type: LenientStr | None = opt(
         "Model class: AutoModelForCausalLM, OVModelForCausalLM, OVModelForFeatureExtraction, "
         "SentenceTransformer, … (transformers)."
@@ -207,6 +222,18 @@ class ModelConfig(LocalAIBlock):
             _safe_relative_path(model, "parameters.model")
         return self
 
+    @model_validator(mode="after")
+    def _alias(self) -> ModelConfig:
+        # LocalAI's Validate() rules for an alias.
+        if self.alias is not None:
+            if not self.name:
+                raise ValueError("alias needs `name`: the name that is redirected")
+            if self.alias == self.name:
+                raise ValueError("alias must name another model, not itself")
+            if self.backend or (self.parameters and self.parameters.model):
+                raise ValueError("an alias must not set backend or parameters.model: it only redirects")
+        return self
+
     @property
     def model_uri(self) -> str | None:
         """`parameters.model` when it is a URI that `localmodel-runtime fetch` downloads, else None."""
@@ -230,19 +257,15 @@ class ModelConfig(LocalAIBlock):
 # `status.unsupported` (and by the importer) when set, so nothing is dropped silently.
 NOT_SERVED: frozenset[str] = frozenset(
     {
-        "alias",
         "pinned",
         "concurrency_groups",
         "feature_flags",
         "mmproj",
-        "draft_model",
         "artifacts",
-        "reranking",
         "numa",
         "no_mulmatq",
         "rms_norm_eps",
         "ngqa",
-        "n_draft",
         "cuda",
         "grpc",
         "cfg_scale",
@@ -250,8 +273,6 @@ NOT_SERVED: frozenset[str] = frozenset(
         "load_format",
         "disable_log_stats",
         "limit_mm_per_prompt",
-        "lora_adapters",
-        "lora_scales",
         "prompt_cache_ro",
         # Tool calls are served as JSON (name/arguments keys, no-action answer, parallel calls, grammar
         # on or off); LocalAI's regex, XML and mixed-text parsing of replies is not.
@@ -301,3 +322,14 @@ NOT_SERVED: frozenset[str] = frozenset(
         "parameters.pooling_half_life_tokens",
     }
 )
+
+
+# Keys that only some backends act on (canonical backend names): set on a model served by another
+# backend, they are listed in `status.unsupported` like the NOT_SERVED ones.
+SERVED_BY: dict[str, frozenset[str]] = {
+    "lora_adapters": frozenset({"llama"}),
+    "lora_scales": frozenset({"llama"}),
+    "reranking": frozenset({"llama", "transformers"}),
+    "draft_model": frozenset({"llama"}),
+    "n_draft": frozenset({"llama"}),
+}

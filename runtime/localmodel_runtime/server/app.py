@@ -39,6 +39,7 @@ from .serving_chat import create_chat_completion
 from .serving_completion import create_completion, create_edit
 from .serving_embedding import create_embedding
 from .serving_messages import anthropic_errors, count_tokens, create_message
+from .serving_rerank import create_rerank
 from .serving_responses import create_response
 from .streaming import json_response
 
@@ -116,8 +117,10 @@ class ModelState:
         backend: Backend | None,
         on_fatal: Callable[[Fatal], None] | None,
         on_ready: Callable[[], None] | None = None,
+        aliases: list[str] | None = None,
     ) -> None:
         self.config = config
+        self.aliases = [a for a in dict.fromkeys(aliases or []) if a != name]
         self.models_dir = models_dir
         self.name = name
         self.settings = settings
@@ -163,6 +166,7 @@ class ModelState:
             self.metrics,
             self.settings.max_body_bytes,
             PrefixSlots(admission.settings.limit),
+            frozenset(self.aliases),
         )
         log.info(
             "model %s ready in %.1fs (backend %s, %d at once, context %d)",
@@ -226,12 +230,14 @@ def create_app(
     models_dir: Path,
     *,
     model_name: str | None = None,
+    aliases: list[str] | None = None,
     settings: ServerSettings | None = None,
     backend: Backend | None = None,
     on_fatal: Callable[[Fatal], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The app serving `config`; `backend` (already created, not loaded) skips the registry.
+    """The app serving `config`, also under the names in `aliases` (LocalAI's `alias:` models);
+    `backend` (already created, not loaded) skips the registry.
 
     `on_fatal` is told why the model cannot be served; `on_ready`, once it can."""
     state = ModelState(
@@ -242,6 +248,7 @@ def create_app(
         backend,
         on_fatal,
         on_ready,
+        aliases,
     )
 
     async def healthz(request: Request) -> Response:
@@ -253,15 +260,17 @@ def create_app(
         return json_response({"status": "ready", "model": state.name})
 
     async def list_models(request: Request) -> Response:
-        return json_response({"object": "list", "data": [protocol.model_card(state.name, state.created)]})
+        names = [state.name, *state.aliases]
+        data = [protocol.model_card(name, state.created) for name in names]
+        return json_response({"object": "list", "data": data})
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["model"]
-        if name != state.name:
+        if name != state.name and name not in state.aliases:
             return APIError(
                 404, f"The model `{name}` does not exist.", param="model", code="model_not_found"
             ).response()
-        return json_response(protocol.model_card(state.name, state.created))
+        return json_response(protocol.model_card(name, state.created))
 
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
@@ -305,6 +314,7 @@ def create_app(
             Route(f"{prefix}/completions", _endpoint(state, create_completion), methods=["POST"]),
             Route(f"{prefix}/edits", _endpoint(state, create_edit), methods=["POST"]),
             Route(f"{prefix}/embeddings", _endpoint(state, create_embedding), methods=["POST"]),
+            Route(f"{prefix}/rerank", _endpoint(state, create_rerank), methods=["POST"]),
             Route(f"{prefix}/messages", anthropic_errors(_endpoint(state, create_message)), methods=["POST"]),
             Route(
                 f"{prefix}/messages/count_tokens",

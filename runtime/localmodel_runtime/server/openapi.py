@@ -22,6 +22,7 @@ ENDPOINTS: tuple[tuple[str, str, type[BaseModel]], ...] = (
     ("/v1/completions", "Create a completion", protocol.CompletionRequest),
     ("/v1/edits", "Create an edit", protocol.EditRequest),
     ("/v1/embeddings", "Create embeddings", protocol.EmbeddingRequest),
+    ("/v1/rerank", "Rerank documents against a query (Jina/Cohere shape)", protocol.RerankRequest),
 )
 
 ERROR_SCHEMA: dict[str, Any] = {

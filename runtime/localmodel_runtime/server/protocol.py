@@ -100,6 +100,20 @@ class EmbeddingRequest(OpenAIBaseModel):
     user: str | None = None
 
 
+class RerankDocument(OpenAIBaseModel):
+    text: str
+
+
+class RerankRequest(OpenAIBaseModel):
+    """LocalAI's `/v1/rerank` (Jina's and Cohere's shape): documents as strings or `{"text": ...}`."""
+
+    model: str = ""
+    query: str
+    documents: list[str | RerankDocument]
+    top_n: Annotated[int, Field(ge=1)] | None = None
+    return_documents: bool = True
+
+
 # -- responses ---------------------------------------------------------------------------------
 
 
@@ -176,6 +190,14 @@ def embeddings(model: str, vectors: list[Any], prompt_tokens: int) -> dict[str, 
         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+def rerank(model: str, results: list[dict[str, Any]], prompt_tokens: int) -> dict[str, Any]:
+    return {
+        "model": model,
+        "usage": {"total_tokens": prompt_tokens, "prompt_tokens": prompt_tokens},
+        "results": results,
     }
 
 

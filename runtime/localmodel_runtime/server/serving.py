@@ -52,10 +52,12 @@ class ModelServer:
     max_body_bytes: int
     prefixes: PrefixSlots = field(default_factory=lambda: PrefixSlots(1))
     """The prompt prefixes the slots hold, for the router's load-aware picker (load.py)."""
+    aliases: frozenset[str] = frozenset()
+    """Other names this model answers to (LocalAI's `alias:` models)."""
 
     def check_model(self, requested: str) -> None:
         # An empty `model` is accepted: one process serves one model, and some clients omit it.
-        if requested and requested != self.name:
+        if requested and requested != self.name and requested not in self.aliases:
             raise model_not_found(requested)
 
     def note_prompt(self, body: bytes) -> None:
