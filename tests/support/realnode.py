@@ -378,9 +378,14 @@ class RealNode:
             return  # the control plane is gone: nothing to drain through
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline:
-            if not self.ctr("tasks", "ls", "-q", timeout=10).stdout.strip():
+            # A stopped sandbox has had its network torn down; its exited tasks are removed below.
+            if not self._running_tasks():
                 return
             time.sleep(0.5)
+
+    def _running_tasks(self) -> list[str]:
+        lines = self.ctr("tasks", "ls", timeout=10).stdout.splitlines()[1:]  # TASK PID STATUS
+        return [line.split()[0] for line in lines if line.split()[2:3] == ["RUNNING"]]
 
     def _kill_tasks(self) -> None:
         tasks = self.ctr("tasks", "ls", "-q", timeout=10).stdout.split()
