@@ -368,14 +368,17 @@ class RealNode:
 
     def _drain(self, bound: float = 60.0) -> None:
         """Delete the node's pods and let the kubelet tear their sandboxes down through the CRI (which
-        releases their IPs and CNI rules) before it stops; bounded, the hard cleanup follows anyway."""
-        selector = f"spec.nodeName={self.name}"
-        res = self.cp.kubectl(
-            "delete", "pods", "-A", "--field-selector", selector, "--grace-period=0", "--force",
-            "--wait=false", check=False, timeout=30,
-        )  # fmt: skip
-        if res.returncode != 0:
+        releases their IPs and CNI rules) before it stops; bounded, the hard cleanup follows anyway.
+        Cordoned first, so that controllers' replacement pods are not bound here meanwhile; a grace
+        period of 1 s rather than a forced delete, because a pod removed from the API at once is
+        killed with its spec's grace period (30 s by default) instead."""
+        if self.cp.kubectl("cordon", self.name, check=False, timeout=30).returncode != 0:
             return  # the control plane is gone: nothing to drain through
+        selector = f"spec.nodeName={self.name}"
+        self.cp.kubectl(
+            "delete", "pods", "-A", "--field-selector", selector, "--grace-period=1", "--wait=false",
+            check=False, timeout=30,
+        )  # fmt: skip
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline:
             # A stopped sandbox has had its network torn down; its exited tasks are removed below.
