@@ -100,8 +100,8 @@ test-images: setup container-tools node-bins
 ## A real node for the test control plane (tests/support/realnode.py: kubelet and kube-proxy of the control
 ## plane's version, containerd built from Go modules, Debian's runc and CNI bridge) running the product's
 ## images from a registry on 127.0.0.1: the chart and the Gemma example end to end, faults, and a teardown
-## that leaves nothing on the host (tests/node; needs root). ~10 min warm on 2 shared cores, most of it
-## the Gemma e2e and fault modules and the teardowns.
+## that leaves nothing on the host (tests/node; needs root). ~5 min warm on 2 shared cores (images cached),
+## three control planes and nodes of ~20 s each, and the Gemma e2e and fault modules.
 test-node: setup k8s-bins container-tools
 	@NODE=1 scripts/build-node.sh
 	$(BIN)/pytest -p no:cacheprovider -m node tests/node $(PYTEST_ARGS)
