@@ -19,7 +19,7 @@ selfcheck: setup
 	$(BIN)/localmodel selfcheck
 
 ## The second README command: every check CI runs.
-test: setup k8s-bins browser lint typecheck pytest test-backends test-images
+test: setup k8s-bins browser lint typecheck pytest test-backends test-images test-node
 
 lint: setup
 	$(BIN)/ruff check .
@@ -96,7 +96,7 @@ bench-serving: setup
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: images chart-crd kind-down container-tools node-bins test-images
+.PHONY: images chart-crd kind-down container-tools node-bins test-images test-node
 
 ## Container images with docker, podman or buildah (detected; BUILDER= overrides): the operator/router
 ## image and every runtime target that builds without a GPU toolchain (TARGETS="..." picks others).
@@ -117,6 +117,15 @@ node-bins:
 ## back and run (tests/images; ~15 min cold on 2 cores, a few minutes warm).
 test-images: setup container-tools node-bins
 	$(BIN)/pytest -p no:cacheprovider -m images tests/images $(PYTEST_ARGS)
+
+## A real node for the test control plane (tests/support/realnode.py: kubelet and kube-proxy of the control
+## plane's version, containerd built from Go modules, Debian's runc and CNI bridge) running the product's
+## images from a registry on 127.0.0.1: the chart and the Gemma example end to end, faults, and a teardown
+## that leaves nothing on the host (tests/node; needs root). ~5 min warm on 2 shared cores (images cached),
+## three control planes and nodes of ~20 s each, and the Gemma e2e and fault modules.
+test-node: setup k8s-bins container-tools
+	@NODE=1 scripts/build-node.sh
+	$(BIN)/pytest -p no:cacheprovider -m node tests/node $(PYTEST_ARGS)
 
 ## kind, for machines with Docker (scripts/kind.sh): a two-node cluster, the operator and CPU runtime
 ## images built and loaded into it, then the chart, the Gemma example and a completion through the router.

@@ -5,6 +5,8 @@
 #   containerd, ctr, containerd-shim-runc-v2 (with NODE=1; a real node's CRI runtime, see
 #              /work/shared/reference/real-node.md: Debian's containerd 1.6 is older than kubelet 1.36 wants)
 #   kubelet, kube-proxy (with NODE=1; the control plane's Kubernetes version)
+#   pause      (with NODE=1) the pod sandbox program, tests/node/pause/main.go: the upstream pause image
+#              cannot be pulled here, so tests/support/pauseimage.py wraps this binary in an image
 #
 # Same helpers as scripts/build-k8s.sh (scripts/go-build-lib.sh): pinned versions, a stamp per binary
 # (.cache/bin/.stamps/NAME holds the version it was built at; a matching stamp means no rebuild),
@@ -68,6 +70,21 @@ if ((${#c_todo[@]})); then
         echo "$CONTAINERD_VERSION" >"$STAMPS/$b"
         echo "$b: $CONTAINERD_VERSION (built)"
     done
+fi
+
+# ---------------------------------------------------------------- pause
+# Stamped with the source's hash, so an edit to main.go rebuilds it.
+pause_version="$(sha256sum "$ROOT/tests/node/pause/main.go" | cut -c1-16)"
+if is_current pause "$pause_version"; then
+    echo "pause: $pause_version (cached)"
+else
+    d="$WORK/pause"
+    mkdir -p "$d"
+    cp "$ROOT/tests/node/pause/main.go" "$d/main.go"
+    printf 'module localmodel.test/pause\n\ngo 1.26.0\n' >"$d/go.mod"
+    build_in "$d" "$BIN/pause" "" -- .
+    echo "$pause_version" >"$STAMPS/pause"
+    echo "pause: $pause_version (built)"
 fi
 
 # ---------------------------------------------------------------- kubelet, kube-proxy

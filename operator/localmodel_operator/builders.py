@@ -229,6 +229,8 @@ def build_deployment(
             "0.0.0.0",
             "--port",
             str(PORT),
+            # Each request in the pod's log (`kubectl logs`), as LocalAI's pods show them.
+            "--access-log",
         ],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "env": env,

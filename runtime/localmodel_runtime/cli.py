@@ -109,6 +109,16 @@ def check_templates(config: ModelConfig, models_dir: Path) -> None:
 # -- serve ---------------------------------------------------------------------------------------
 
 
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def _not_a_probe(record: logging.LogRecord) -> bool:
+    """The access log without the kubelet's probes (one every few seconds would bury the requests).
+    uvicorn's access records carry (client, method, path, HTTP version, status) as args."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (len(args) > 2 and args[2] in PROBE_PATHS)
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -134,6 +144,8 @@ def serve(args: argparse.Namespace) -> int:
     except ModelConfigError as exc:
         raise Failure("InvalidSpec", str(exc), 2) from None
 
+    if args.access_log:
+        logging.getLogger("uvicorn.access").addFilter(_not_a_probe)
     faulthandler.enable()  # a native crash prints the Python stack to the pod log before the process dies
     fatal: list[Fatal] = []
     settings = ServerSettings(
@@ -261,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--graceful-shutdown", type=float, default=25, help="seconds to finish requests on stop"
     )
     serve_p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve_p.add_argument("--access-log", action="store_true", help="log every request")
+    serve_p.add_argument(
+        "--access-log", action="store_true", help="log every request (but the /healthz and /readyz probes)"
+    )
     serve_p.add_argument(
         "--no-supervisor",
         action="store_true",

@@ -72,6 +72,12 @@ class ControlPlane:
     bin_dir: Path = BIN_DIR
     kubeconfig_path: Path | None = None  # default: <instance dir>/kubeconfig
     keep_dir: bool = False  # keep the instance dir (logs, etcd data) after stop, for debugging
+    # Where the apiserver listens and what it advertises as the `kubernetes` Service's endpoint. The
+    # default (loopback) suits the process node, whose pods reach it through its bridge address. Pods
+    # of a real node (realnode.py) reach it through kube-proxy's DNAT of 10.96.0.1:443 to the advertised
+    # address, which therefore must be a non-loopback address of this host (the real node's bridge).
+    bind_address: str = "127.0.0.1"
+    advertise_address: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self.dir = CLUSTER_ROOT / self.name
@@ -206,7 +212,7 @@ class ControlPlane:
                 "kubernetes.default.svc.cluster.local",
             ),
             # Pods reach the apiserver through the process node's bridge address.
-            ips=("127.0.0.1", "10.96.0.1", *gateway_ips()),
+            ips=tuple(dict.fromkeys(("127.0.0.1", "10.96.0.1", self.advertise_address, *gateway_ips()))),
         )
         # Each client's identity is what RBAC's bootstrap policy expects for it.
         pki.issue(ca, d, "admin", "localmodel-admin", organization="system:masters")
@@ -259,13 +265,18 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd_client']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.advertise_address}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--cert-dir={self.dir / 'apiserver-certs'}",
                 f"--tls-cert-file={d / 'apiserver.crt'}",
                 f"--tls-private-key-file={d / 'apiserver.key'}",
                 f"--client-ca-file={d / 'ca.crt'}",
+                # For `kubectl logs` and `exec` on a real node: the apiserver calls the kubelet at its
+                # InternalIP (not its hostname, which need not resolve) with a client certificate.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={d / 'admin.crt'}",
+                f"--kubelet-client-key={d / 'admin.key'}",
                 "--authorization-mode=Node,RBAC",
                 "--anonymous-auth=false",
                 "--allow-privileged=true",

@@ -323,3 +323,9 @@ def test_runtime_env_must_be_env_vars() -> None:
 
     with pytest.raises(SettingsError, match=r"runtimeEnv\[0\]"):
         settings_from_dict({"runtimeEnv": ["HF_ENDPOINT=x"]})
+
+
+def test_the_runtime_logs_each_request() -> None:
+    # `kubectl logs` of a runtime pod shows the requests it served (the probes are filtered out).
+    children = build_children(example("gemma-3-270m"), place(example("gemma-3-270m").spec, SETTINGS), 600)
+    assert "--access-log" in pod_spec(children)["containers"][0]["args"]
