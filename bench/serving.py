@@ -241,10 +241,13 @@ def aiperf(url: str, workload: Workload, work: Path, tokenizer: Path) -> dict[st
     command += ["--no-server-metrics", "--no-gpu-telemetry", *workload.args]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     found: dict[str, Metrics] = {}
-    for summary in sorted(out.glob("**/profile_export_aiperf.json")):
-        variation = summary.parent.name
+    # A single run writes its summary at the top; a sweep one per variation ("concurrency_4",
+    # "rate_0.5__rate_0.5": the warmup phase's rate follows the profiling one, see `workloads`).
+    for summary in sorted(
+        [*out.glob("profile_export_aiperf.json"), *out.glob("*/profile_export_aiperf.json")]
+    ):
+        variation = summary.parent.name.split("__")[0]
         label = workload.load if summary.parent == out else variation.replace("_", " ")
-        label = label.replace("request rate", "rate")
         found[f"{workload.name}/{label}"] = read_summary(json.loads(summary.read_text()))
     if done.returncode != 0 or not found:
         tail = (done.stdout + done.stderr)[-4000:]
@@ -280,7 +283,10 @@ def workloads(quick: bool) -> tuple[list[Workload], list[Workload]]:
         "random", [*random, "--concurrency", "1,4,8", "--request-count", count], "concurrency"
     )
     rates = "0.5,1" if quick else "0.5,1,1.5,2"
-    by_rate = Workload("random", [*random, "--request-rate", rates, "--request-count", count], "rate")
+    # The warmup phase takes the rate list too; "zip" pairs the two lists instead of crossing them.
+    by_rate = Workload(
+        "random", [*random, "--request-rate", rates, "--sweep-type", "zip", "--request-count", count], "rate"
+    )
     shared = ["--num-prefix-prompts", "4", "--prefix-prompt-length", "1000"]
     shared += ["--synthetic-input-tokens-mean", "64", "--synthetic-input-tokens-stddev", "0"]
     shared += ["--output-tokens-mean", "32", "--output-tokens-stddev", "0"]

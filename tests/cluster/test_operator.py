@@ -594,7 +594,13 @@ def test_a_name_held_in_another_namespace_is_name_conflict_until_the_holder_goes
 
         # The holder goes: the newer model takes the name over and gets its children.
         control_plane.kubectl("delete", "localmodel", "team-a", "-n", namespace)
-        lm, _ = wait(lambda: reconciled(control_plane, other, "team-b"), op, what="team-b reconciled")
-        assert condition(lm, "Degraded")["status"] == "False"
+
+        # The Deployment is written before the status, so wait for both (not only for the Deployment).
+        def taken_over() -> JsonDict | None:
+            found = reconciled(control_plane, other, "team-b")
+            return found[0] if found and condition(found[0], "Degraded").get("status") == "False" else None
+
+        lm = wait(taken_over, op, what="team-b reconciled and no longer Degraded")
+        assert condition(lm, "Degraded")["reason"] != "NameConflict"
     finally:
         control_plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
