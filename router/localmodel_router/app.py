@@ -226,6 +226,8 @@ class RouterApp:
         await respond(send, 200, self._openapi, _JSON)
 
     async def prometheus(self, scope: Scope, send: Send) -> None:
+        if self.settings.metrics_need_key:
+            self._authorise(scope)
         await respond(send, 200, self.metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")])
 
     def choose_model(self, data: dict[str, Any], token: str | None) -> ModelEntry:

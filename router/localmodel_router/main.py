@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests waiting for a cold start or automatic setup; past it 503 (default %(default)s)",
     )
     parser.add_argument(
+        "--metrics-need-key",
+        action="store_true",
+        help="/metrics needs one of the API keys too (a scraper sends it as a bearer token)",
+    )
+    parser.add_argument(
         "--header-timeout",
         type=_positive,
         default=defaults.header_timeout,
@@ -255,6 +260,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         max_waiting=args.max_waiting,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
+        metrics_need_key=args.metrics_need_key,
     )
     try:
         keys = ApiKeys.load(args.api_keys_file)

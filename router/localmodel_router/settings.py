@@ -29,6 +29,8 @@ class RouterSettings:
     body_timeout: float = 30.0
     """Seconds a client has to send the whole request body; then it is answered 408."""
     retry_after: int = 5
+    metrics_need_key: bool = False
+    """`/metrics` answers only to one of the API keys (when keys are configured), like the API paths."""
     autoscale_interval: float = 10.0
     """Seconds between two load-autoscaling decisions (models with maxReplicas above one)."""
     autoscale_window: float = 30.0

@@ -276,6 +276,21 @@ def test_api_keys(setup: Setup) -> None:
     assert len(fake.requests) == 1
 
 
+def test_metrics_need_a_key_only_when_asked(setup: Setup) -> None:
+    _, upstream = setup.runtime()
+    keys = ApiKeys({"sk-good"})
+    _, open_metrics = setup.router({"m": [upstream.address]}, keys=keys)
+    assert httpx.get(open_metrics.url + "/metrics").status_code == 200  # the default: scrapers need no key
+    _, router = setup.router({"m": [upstream.address]}, RouterSettings(metrics_need_key=True), keys=keys)
+    refused = httpx.get(router.url + "/metrics")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    wrong = httpx.get(router.url + "/metrics", headers={"Authorization": "Bearer sk-wrong"})
+    assert wrong.status_code == 401
+    allowed = httpx.get(router.url + "/metrics", headers={"Authorization": "Bearer sk-good"})
+    assert allowed.status_code == 200 and "localmodel_router_requests_total" in allowed.text
+    assert httpx.get(router.url + "/healthz").status_code == 200  # probes stay open
+
+
 def test_metrics_present(setup: Setup) -> None:
     _, upstream = setup.runtime()
     _, router = setup.router({"m": [upstream.address]})

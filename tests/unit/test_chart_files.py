@@ -456,3 +456,25 @@ def test_runtime_auth_gives_the_operator_and_router_the_release_key() -> None:
     config = yaml.safe_load(off["ConfigMap", "lm-localmodel-operator"]["data"]["operator.yaml"])
     assert config["runtimeKeyFile"] == ""
     assert not any("runtime-key" in a for a in _container(off["Deployment", "lm-localmodel-router"])["args"])
+
+
+def test_protected_metrics_pass_the_flag_and_the_scrapers_bearer_secret() -> None:
+    values = {
+        "router": {"apiKeys": {"existingSecret": "keys", "protectMetrics": True}},
+        "serviceMonitor": {"enabled": True, "bearerSecret": {"name": "scrape-key", "key": "token"}},
+    }
+    objs = by_kind(render(values))
+    args = _container(objs["Deployment", "lm-localmodel-router"])["args"]
+    assert "--metrics-need-key" in args
+    (endpoint,) = objs["ServiceMonitor", "lm-localmodel-router"]["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "scrape-key", "key": "token"},
+    }
+    assert router_main.build_parser().parse_args(args).metrics_need_key is True
+    # Off by default, and meaningless without keys (no flag then).
+    plain = by_kind(
+        render({"router": {"apiKeys": {"protectMetrics": True}}, "serviceMonitor": {"enabled": True}})
+    )
+    assert "--metrics-need-key" not in _container(plain["Deployment", "lm-localmodel-router"])["args"]
+    assert "authorization" not in plain["ServiceMonitor", "lm-localmodel-router"]["spec"]["endpoints"][0]
