@@ -99,7 +99,7 @@ def one_run(cp: ControlPlane, client: Client, namespace: str) -> dict[str, Any]:
     token_s = first_token(pod, "gemma-3-270m")
     marks = [applied, *(seen[p] for p in PHASES)]
     names = ("reconcile", "schedule", "pod_start", "fetch", "load")
-    phases = {name: round(b - a, 2) for name, a, b in zip(names, marks, marks[1:], strict=True)}
+    phases = {name: round(b - a, 2) for name, a, b in zip(names, marks[:-1], marks[1:], strict=True)}
     phases["first_token"] = round(token_s, 2)
     total = round(marks[-1] - applied + token_s, 2)
     cp.kubectl("delete", "namespace", namespace, "--wait=false")
