@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: setup up selfcheck test browser lint typecheck pytest fuzz soak crd k8s-bins cluster-up cluster-down \
-        test-gpu test-backends test-vllm-cpu bench-serving kind-up kind-load kind-e2e clean
+        test-gpu test-backends test-vllm-cpu bench-serving bench-scale bench-cold-start kind-up kind-load kind-e2e \
+        clean
 
 setup:
 	@scripts/setup.sh
@@ -92,6 +93,19 @@ bench-serving: setup
 	@scripts/setup-aiperf.sh
 	@scripts/build-llama-server.sh
 	$(CACHE)/venv-aiperf/bin/python bench/serving.py $(BENCH_ARGS)
+
+## Scale curves (not part of `make test`; ~15 min on 2 cores, `SCALE_ARGS=--sizes 10,100` ~2): the
+## operator's reconcile time and RSS, the router's RSS and added latency (cluster path), 10 … 2,000
+## LocalModels on the real control plane. Writes bench/results/scale.json (and scale.png where
+## .cache/venv-aiperf, from `make bench-serving`, has matplotlib).
+SCALE_ARGS ?=
+bench-scale: setup k8s-bins
+	$(BIN)/python bench/scale_bench.py $(SCALE_ARGS)
+
+## Cold start on the process node: apply → first token of the Gemma 3 270M example, in phases.
+## Writes bench/results/cold_start.json.
+bench-cold-start: setup k8s-bins
+	$(BIN)/python bench/cold_start.py
 
 clean:
 	rm -rf $(CACHE)/venv .mypy_cache .ruff_cache .pytest_cache

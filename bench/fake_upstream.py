@@ -86,10 +86,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    # scale_bench.py runs one per loopback address (127.0.0.1-3) so a model has three endpoints.
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     uvicorn.run(
         app,
-        host="127.0.0.1",
+        host=args.host,
         port=args.port,
         loop="uvloop",
         http="httptools",

@@ -72,6 +72,8 @@ def test_every_example_gets_its_device_image_and_requests(
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 1800
+    # Ready follows the first startup probe after the model loaded: probed every second, not every 5.
+    assert container["startupProbe"]["periodSeconds"] == 1
     # A stopping pod serves on while its endpoint is removed, well inside the grace period.
     assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
     assert spec["terminationGracePeriodSeconds"] >= 5 + 25  # preStop + the runtime's graceful shutdown
