@@ -294,6 +294,10 @@ def goals(results: dict[str, dict[str, Metrics]]) -> list[dict[str, Any]]:
     compare("router:prefixAffinity", "nginx-rr", "shared-prefix", "ttft_p50_ms", 1 / 3, False)
     compare("router:prefixAffinity", "nginx-rr", "shared-prefix", "output_tok_s", 1.3, True)
     compare("router:leastInFlight", "nginx-rr", "random/concurrency", "output_tok_s", 0.95, True)
+    # The load-aware picker against the same bars as prefixAffinity (the candidate for the default).
+    compare("router:loadAware", "nginx-rr", "shared-prefix", "ttft_p50_ms", 1 / 3, False)
+    compare("router:loadAware", "nginx-rr", "shared-prefix", "output_tok_s", 1.3, True)
+    compare("router:loadAware", "nginx-rr", "random/concurrency", "output_tok_s", 0.95, True)
     return rows
 
 
@@ -349,7 +353,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and rates (a smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help="recompute the goals, plots and table of --out without running",
+    )
     args = parser.parse_args()
+    if args.from_json:
+        report = json.loads(args.out.read_text())
+        report["goals"] = goals(report["results"])
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        plot(report["results"], args.out.parent)
+        print_table(report)
+        return 0
     for needed in (AIPERF, LLAMA_SERVER, PRODUCT_BIN / "localmodel-runtime"):
         if not needed.exists():
             print(
