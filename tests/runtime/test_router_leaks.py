@@ -9,6 +9,7 @@ so the connection pool's idle map is keyed by distinct endpoints as it is by pod
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -142,7 +143,10 @@ def sizes(app: RouterApp, watches: Watches) -> dict[str, int]:
 
 def test_500_models_created_used_and_deleted_leave_no_router_state(runtime: RuntimeServer) -> None:
     watches = Watches()
-    app = RouterApp(ModelTable(), watches, RouterSettings(cold_start_timeout=60))
+    # The background loop decides once at start and then not for an hour: the test's rounds decide,
+    # at a fixed time, so whether a scale-down delay has run out never depends on the machine's clock.
+    settings = RouterSettings(cold_start_timeout=60, autoscale_interval=3600)
+    app = RouterApp(ModelTable(), watches, settings)
     router = ThreadServer(app).start()
     port = int(runtime.base_url.rsplit(":", 1)[1])
     http = httpx.Client(timeout=120)
@@ -164,9 +168,17 @@ def test_500_models_created_used_and_deleted_leave_no_router_state(runtime: Runt
         )
         return answer.status_code
 
+    async def one_round() -> None:
+        app.scale.publish_uses()
+        autoscaler = app.scale.autoscaler
+        assert autoscaler is not None
+        autoscaler.sample(0.0)
+        await autoscaler.decide(0.0)
+
     def tick() -> None:
-        router.call(app.scale.publish_uses)
-        router.call(lambda: app.scale.autoscale(0.0))
+        """Publish the uses and run one autoscaling round to its end (on the router's loop)."""
+        assert router.loop is not None
+        asyncio.run_coroutine_threadsafe(one_round(), router.loop).result(30)
 
     def lifecycle(indices: range, pool: ThreadPoolExecutor) -> dict[str, int]:
         for index in indices:
