@@ -22,7 +22,7 @@ from localmodel_router.errors import RouterError
 from localmodel_router.intake import DisconnectWatch, read_body, too_large
 from localmodel_router.metrics import Metrics
 from localmodel_router.proxy import Forwarder, parse_body
-from localmodel_router.scaling import ScaleManager
+from localmodel_router.scale_to_zero import ScaleToZero
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import Endpoint, ModelEntry, ModelTable, Scaler
 from localmodel_router.types import Receive, Scope, Send
@@ -66,7 +66,7 @@ class RouterApp:
         self.keys = keys or ApiKeys(set())
         self.metrics = Metrics(table)
         self.pool = Pool(self.settings.connect_timeout)
-        self.scale = ScaleManager(
+        self.scale = ScaleToZero(
             table,
             scaler or (discovery.scaler if discovery else None),
             wake_hold=self.settings.cold_start_timeout,

@@ -40,7 +40,9 @@ class LocalModeError(Exception):
 
 
 @dataclass
-class LocalModel:
+class LocalProcess:
+    """One model of local mode: its config, where it came from, and the runtime process serving it."""
+
     name: str
     config: ModelConfig
     source: Path
@@ -52,7 +54,7 @@ class LocalModel:
 
 @dataclass
 class Supervisor:
-    models: list[LocalModel]
+    models: list[LocalProcess]
     models_dir: Path
     state_dir: Path
     host: str
@@ -82,9 +84,9 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"invalid YAML{where}: {problem}"
 
 
-def find_models(directory: Path) -> list[LocalModel]:
+def find_models(directory: Path) -> list[LocalProcess]:
     """Every model in DIR's YAML files: LocalAI model files and LocalModel manifests."""
-    found: list[LocalModel] = []
+    found: list[LocalProcess] = []
     for path in sorted(directory.glob("*.y*ml")):
         if path.name.startswith(".") or path.suffix not in (".yaml", ".yml"):
             continue
@@ -102,7 +104,7 @@ def find_models(directory: Path) -> list[LocalModel]:
                     raise LocalModeError(f"{path}: {'; '.join(str(exc).splitlines())}") from None
                 config = spec.model_config_only()
                 name = config.name or doc.get("metadata", {}).get("name") or path.stem
-                found.append(LocalModel(name, config.model_copy(update={"name": name}), path))
+                found.append(LocalProcess(name, config.model_copy(update={"name": name}), path))
             continue
         try:
             configs = load_model_configs(path)
@@ -110,7 +112,7 @@ def find_models(directory: Path) -> list[LocalModel]:
             raise LocalModeError(str(exc)) from exc
         for config in configs:
             name = config.name or path.stem
-            found.append(LocalModel(name, config.model_copy(update={"name": name}), path))
+            found.append(LocalProcess(name, config.model_copy(update={"name": name}), path))
     names = [m.name for m in found]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -118,7 +120,7 @@ def find_models(directory: Path) -> list[LocalModel]:
     return found
 
 
-def split_aliases(found: list[LocalModel]) -> tuple[list[LocalModel], dict[str, str]]:
+def split_aliases(found: list[LocalProcess]) -> tuple[list[LocalProcess], dict[str, str]]:
     """The models to run, and the alias files (`alias: <model>`, LocalAI's redirects) as name → target;
     an alias must name a model of the directory (one hop: not another alias)."""
     models = [m for m in found if not m.config.alias]
@@ -134,7 +136,7 @@ def split_aliases(found: list[LocalModel]) -> tuple[list[LocalModel], dict[str, 
     return models, aliases
 
 
-def _write_config(model: LocalModel, state_dir: Path) -> Path:
+def _write_config(model: LocalProcess, state_dir: Path) -> Path:
     path = state_dir / "configs" / f"{model.name.replace('/', '_')}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = model.config.model_dump(mode="json", exclude_none=True, by_alias=True)
@@ -293,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     aliases: dict[str, str] = {}
     if args.directory is None:
         models_dir = args.state_dir / "models"
-        models = [LocalModel(m.name, m.config, DEFAULT_MODEL) for m in _default_models()]
+        models = [LocalProcess(m.name, m.config, DEFAULT_MODEL) for m in _default_models()]
     else:
         if not args.directory.is_dir():
             print(f"localmodel: {args.directory}: not a directory", file=sys.stderr)
@@ -341,5 +343,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_all(sup)
 
 
-def _default_models() -> list[LocalModel]:
-    return [LocalModel(c.name or "gemma-3-270m", c, DEFAULT_MODEL) for c in load_model_configs(DEFAULT_MODEL)]
+def _default_models() -> list[LocalProcess]:
+    return [LocalProcess(c.name or "gemma-3-270m", c, DEFAULT_MODEL) for c in load_model_configs(DEFAULT_MODEL)]

@@ -20,7 +20,7 @@ from localmodel_router.dialects import OPENAI, Dialect
 from localmodel_router.errors import RouterError
 from localmodel_router.metrics import ModelMetrics
 from localmodel_router.picker import LoadPicker
-from localmodel_router.scaling import ScaleManager
+from localmodel_router.scale_to_zero import ScaleToZero
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import Endpoint, ModelEntry, ModelTable
 from localmodel_router.types import Send
@@ -38,7 +38,7 @@ def failure_error(exc: UpstreamError) -> RouterError:
 
 
 class Forwarder:
-    def __init__(self, table: ModelTable, pool: Pool, settings: RouterSettings, scale: ScaleManager) -> None:
+    def __init__(self, table: ModelTable, pool: Pool, settings: RouterSettings, scale: ScaleToZero) -> None:
         self.table = table
         self.pool = pool
         self.settings = settings

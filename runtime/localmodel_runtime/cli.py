@@ -243,7 +243,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    from localmodel_runtime.fetch import fetch_command
+    from localmodel_runtime.fetch.fetcher import fetch_command
 
     return fetch_command(args.config, args.models_dir)
 

@@ -23,7 +23,7 @@ import httpx
 from localmodel_runtime.config import ModelConfig, ModelConfigError, parse_model_configs
 from localmodel_runtime.config.dump import dump_yaml
 from localmodel_runtime.config.yaml12 import YAMLDecodeError, compose_documents, plain_value
-from localmodel_runtime.fetch_sources import GITHUB_PREFIX, FetchError, github_url
+from localmodel_runtime.fetch.sources import GITHUB_PREFIX, FetchError, github_url
 from localmodel_runtime.merge import deep_merge
 from localmodel_runtime.resource import GROUP
 from localmodel_runtime.resource.manifest import inline_templates, to_manifest

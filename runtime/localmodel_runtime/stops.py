@@ -10,6 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def merge_stops(model: Sequence[str] | None, requested: str | Sequence[str] | None) -> list[str]:
+    """The model's `stopwords` then the request's `stop`, in order, without duplicates or empty strings."""
+    asked = [requested] if isinstance(requested, str) else list(requested or [])
+    return list(dict.fromkeys(s for s in [*(model or []), *asked] if s))
+
+
 def partial_stop(text: str, stops: Sequence[str], longest: int) -> int:
     """Length of the longest end of `text` that is the beginning of a stop sequence."""
     for size in range(min(len(text), longest - 1), 0, -1):

@@ -300,12 +300,12 @@ def test_the_console_reports_nothing_about_models_it_was_not_given() -> None:
 
 
 def test_localmodel_up_writes_each_model_s_backend_into_the_table(tmp_path: Path) -> None:
-    from localmodel_router.local import LocalModel, Supervisor, write_table
+    from localmodel_router.local import LocalProcess, Supervisor, write_table
     from localmodel_runtime.config import ModelConfig
 
     models = [
-        LocalModel("gemma", ModelConfig(name="gemma", backend="llama"), tmp_path, port=4001),
-        LocalModel("plain", ModelConfig(name="plain"), tmp_path, port=4002),
+        LocalProcess("gemma", ModelConfig(name="gemma", backend="llama"), tmp_path, port=4001),
+        LocalProcess("plain", ModelConfig(name="plain"), tmp_path, port=4002),
     ]
     path = write_table(Supervisor(models, tmp_path, tmp_path, "127.0.0.1", 8080, 1.0))
     console = Console(ModelTable(), ApiKeys(set()), LocalDiscovery(path))

@@ -19,8 +19,8 @@ from localmodel_runtime.backends.base import (
     UnsupportedOperation,
 )
 from localmodel_runtime.backends.llama import LlamaBackend
-from localmodel_runtime.backends.llama_batch import BatchEngine
-from localmodel_runtime.backends.llama_ggml import LlamaGgmlBackend
+from localmodel_runtime.backends.llama.batch import BatchEngine
+from localmodel_runtime.backends.llama.ggml import LlamaGgmlBackend
 from localmodel_runtime.config import ModelConfig
 from tests.support.polling import wait_until
 from tests.support.tiny_gguf import BOS_ID, EOS_ID, SEPARATOR_ID, byte_token_id

@@ -13,7 +13,7 @@ import pytest
 
 from localmodel_runtime.backends.base import ModelLoadError, UnsupportedOperation
 from localmodel_runtime.backends.llama import LlamaBackend
-from localmodel_runtime.backends.llama_pooled import rerank_tokens
+from localmodel_runtime.backends.llama.pooled import rerank_tokens
 from localmodel_runtime.config import ModelConfig, unsupported_keys
 from tests.support.router_fixtures import runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server

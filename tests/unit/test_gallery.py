@@ -205,7 +205,7 @@ def test_github_urls() -> None:
 def test_entry_with_a_wrong_sha256_installs_but_fails_to_fetch_clearly(
     gallery: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from localmodel_runtime.fetch import fetch_command
+    from localmodel_runtime.fetch.fetcher import fetch_command
 
     url, digest = gallery
     wrong = "0" * 64

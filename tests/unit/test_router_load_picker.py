@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from localmodel_router.picker import LoadPicker, LoadState, prefix_hit
 from localmodel_router.proxy import Forwarder
-from localmodel_router.scaling import ScaleManager
+from localmodel_router.scale_to_zero import ScaleToZero
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import Endpoint, ModelSettings, ModelTable
 from localmodel_router.upstream import Pool
@@ -211,7 +211,7 @@ def test_the_picker_never_picks_a_not_ready_endpoint(
     table.upsert_model("m", ModelSettings(strategy="loadAware"))
     table.set_endpoints("m", [(f"10.0.0.{i}:8080", ready) for i, (ready, _, _) in enumerate(described)])
     entry = table.models["m"]
-    forwarder = Forwarder(table, Pool(), RouterSettings(), ScaleManager(table, None))
+    forwarder = Forwarder(table, Pool(), RouterSettings(), ScaleToZero(table, None))
     blocks = set(request_blocks(body))
     now = time.monotonic()
     for endpoint, (ready, in_flight, state) in zip(entry.endpoints, described, strict=True):

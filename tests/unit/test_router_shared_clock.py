@@ -8,7 +8,7 @@ import time
 import pytest
 
 from localmodel_router.k8s_clock import LEASE_PREFIX, lease_name
-from localmodel_router.scaling import ScaleManager
+from localmodel_router.scale_to_zero import ScaleToZero
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
 from tests.support.router_fixtures import RecordingScaler
 
@@ -34,15 +34,15 @@ class MemoryClock:
         return self.uses.get(model.name)
 
 
-def replica(clock: MemoryClock, delay: float = 10, **kwargs: float) -> tuple[ScaleManager, ModelEntry]:
+def replica(clock: MemoryClock, delay: float = 10, **kwargs: float) -> tuple[ScaleToZero, ModelEntry]:
     table = ModelTable()
-    manager = ScaleManager(table, RecordingScaler(), clock=clock, **kwargs)
+    manager = ScaleToZero(table, RecordingScaler(), clock=clock, **kwargs)
     entry = table.upsert_model("zero", ModelSettings(min_replicas=0, scale_down_delay=delay))
     table.set_endpoints("zero", [("127.0.0.1:1", True)])
     return manager, entry
 
 
-def calls(manager: ScaleManager) -> list[tuple[str, str]]:
+def calls(manager: ScaleToZero) -> list[tuple[str, str]]:
     assert isinstance(manager.scaler, RecordingScaler)
     return manager.scaler.calls
 

@@ -11,7 +11,7 @@ import pytest
 from localmodel_router.auth import ApiKeyError, ApiKeys, bearer_token
 from localmodel_router.errors import normalise_error_body
 from localmodel_router.local_table import LocalDiscovery, TableError, load_table, parse_table
-from localmodel_router.scaling import ScaleManager
+from localmodel_router.scale_to_zero import ScaleToZero
 from localmodel_router.table import ModelSettings, ModelTable, split_address
 from tests.support.router_fixtures import RecordingScaler
 
@@ -135,7 +135,7 @@ def test_bearer_token() -> None:
 async def test_idle_models_scale_down_once_after_their_delay() -> None:
     table = ModelTable()
     scaler = RecordingScaler()
-    manager = ScaleManager(table, scaler)
+    manager = ScaleToZero(table, scaler)
     zero = table.upsert_model("zero", ModelSettings(min_replicas=0, scale_down_delay=10))
     table.set_endpoints("zero", [("127.0.0.1:1", True)])
     table.upsert_model("kept", ModelSettings(min_replicas=1, scale_down_delay=10))
@@ -155,7 +155,7 @@ async def test_idle_models_scale_down_once_after_their_delay() -> None:
 async def test_wake_is_deduplicated_while_under_way() -> None:
     table = ModelTable()
     scaler = RecordingScaler()
-    manager = ScaleManager(table, scaler)
+    manager = ScaleToZero(table, scaler)
     entry = table.upsert_model("zero", ModelSettings(min_replicas=0))
     assert manager.can_wake(entry)
     assert manager.wake(entry) is True
@@ -170,7 +170,7 @@ async def test_wake_is_deduplicated_while_under_way() -> None:
 async def test_wake_is_sent_again_after_the_hold_or_once_the_model_was_ready() -> None:
     table = ModelTable()
     scaler = RecordingScaler()
-    manager = ScaleManager(table, scaler, wake_hold=0.0)
+    manager = ScaleToZero(table, scaler, wake_hold=0.0)
     entry = table.upsert_model("zero", ModelSettings(min_replicas=0))
     assert manager.wake(entry) is True
     assert manager.wake(entry) is True  # the hold (here 0 s) has passed: the cold start failed

@@ -33,8 +33,11 @@ from .base import (
     ModelLoadError,
     SamplingParams,
 )
-from .hf_common import context_size, model_location, stop_words, torch_device, unavailable
-from .hf_generate import HFGenerator
+from .hf.devices import torch_device
+from .hf.model_location import model_location
+from .hf.requests import context_size, stop_words
+from .registry import unavailable
+from .hf.generate import HFGenerator
 
 log = logging.getLogger(__name__)
 

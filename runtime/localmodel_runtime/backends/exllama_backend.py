@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig
+from ..config import ModelConfig, canonical_backend
 from .base import (
     Backend,
     BackendError,
@@ -32,9 +32,9 @@ from .base import (
     SamplingParams,
     TextPiece,
 )
-from .hf_common import check_prompt, new_tokens, random_seed, served_name, stop_words, unavailable
-from .hf_generate import ThreadStream
-from .llama import parse_options
+from .hf.requests import check_prompt, new_tokens, random_seed, stop_words
+from .registry import unavailable
+from .hf.generate import ThreadStream
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class ExLlamaV2Backend(Backend):
 
     def __init__(self, config: ModelConfig, models_dir: Path) -> None:
         super().__init__(config, models_dir)
-        self.name = served_name(config, "exllama2")
+        self.name = canonical_backend(config.backend) or "exllama2"
         self._lib: Any = None
         self._generator: Any = None
         self._tokenizer: Any = None
@@ -109,7 +109,7 @@ class ExLlamaV2Backend(Backend):
         path = self.models_dir / model
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a model directory with a config.json (EXL2 or GPTQ weights)")
-        parallel = parse_options(self.config.options).get("parallel")
+        parallel = self.config.option_values.get("parallel")
         self._parallel = (
             int(parallel) if parallel and parallel.isdigit() and int(parallel) > 0 else DEFAULT_PARALLEL
         )

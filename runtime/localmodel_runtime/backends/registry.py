@@ -17,8 +17,8 @@ from ..config import BACKEND_EXTRAS, ModelConfig, ModelConfigError, canonical_ba
 from .base import Backend, BackendUnavailable
 
 BACKENDS: Final[dict[str, str]] = {
-    "llama": "localmodel_runtime.backends.llama:LlamaBackend",
-    "llama-ggml": "localmodel_runtime.backends.llama_ggml:LlamaGgmlBackend",
+    "llama": "localmodel_runtime.backends.llama.backend:LlamaBackend",
+    "llama-ggml": "localmodel_runtime.backends.llama.ggml:LlamaGgmlBackend",
     "transformers": "localmodel_runtime.backends.transformers_backend:TransformersBackend",
     "vllm": "localmodel_runtime.backends.vllm_backend:VLLMBackend",
     "autogptq": "localmodel_runtime.backends.autogptq_backend:AutoGPTQBackend",
@@ -107,3 +107,14 @@ async def load_backend(backend: Backend) -> None:
         await backend.load()
     except ImportError as exc:
         raise BackendUnavailable(missing_extra_message(canonical_backend(name) or name)) from exc
+
+
+def unavailable(backend: str, extra: str | None = None, purpose: str = "") -> BackendUnavailable:
+    """The error for a missing library: names the `localmodel[extra]` that brings it (the operator
+    reads this message from the pod and reports `MissingBackend`)."""
+    extra = extra or BACKEND_EXTRAS.get(backend, backend)
+    purpose = f" for {purpose}" if purpose else ""
+    return BackendUnavailable(
+        f"backend {backend} needs the `localmodel[{extra}]` extra{purpose} "
+        f"(pip install 'localmodel[{extra}]')"
+    )

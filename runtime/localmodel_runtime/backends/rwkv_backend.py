@@ -30,18 +30,11 @@ from .base import (
     SamplingParams,
     TextPiece,
 )
-from .hf_common import (
-    IncrementalDecoder,
-    check_prompt,
-    context_size,
-    new_tokens,
-    random_seed,
-    stop_words,
-    torch_device,
-    unavailable,
-)
-from .hf_generate import ThreadStream, run_in_thread
-from .llama import parse_options
+from .hf.decoder import IncrementalDecoder
+from .hf.devices import torch_device
+from .hf.requests import check_prompt, context_size, new_tokens, random_seed, stop_words
+from .registry import unavailable
+from .hf.generate import ThreadStream, run_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +73,7 @@ def model_files(config: ModelConfig, models_dir: Path) -> tuple[Path, Path]:
 
 def strategy(config: ModelConfig, cuda_devices: int) -> str:
     """The `rwkv` strategy string: `options: [strategy:…]`, else device from main_gpu and precision."""
-    given = parse_options(config.options).get("strategy")
+    given = config.option_values.get("strategy")
     if given:
         return given
     device = torch_device(config.main_gpu, cuda_devices=cuda_devices)

@@ -33,18 +33,11 @@ from .base import (
     SamplingParams,
     UnsupportedOperation,
 )
-from .hf_common import (
-    bnb_settings,
-    context_size,
-    model_location,
-    openvino_config,
-    openvino_device,
-    stop_words,
-    torch_device,
-    torch_dtype,
-    unavailable,
-)
-from .hf_generate import HFGenerator
+from .hf.devices import bnb_settings, openvino_config, openvino_device, torch_device, torch_dtype
+from .hf.model_location import model_location
+from .hf.requests import context_size, stop_words
+from .registry import unavailable
+from .hf.generate import HFGenerator
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,9 @@ from .base import (
     SamplingParams,
     TextPiece,
 )
-from .hf_common import check_prompt, model_location, new_tokens, random_seed, stop_words, unavailable
+from .hf.model_location import model_location
+from .hf.requests import check_prompt, new_tokens, random_seed, stop_words
+from .registry import unavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import field_validator, model_validator
 
-from ..fetch_sources import FetchError, local_model_name, looks_like_uri
+from ..fetch.sources import FetchError, local_model_name, looks_like_uri
 from .backends import BACKEND_NAME_PATTERN
 from .blocks import (
     AutoGPTQConfig,
@@ -251,6 +251,15 @@ class ModelConfig(LocalAIBlock):
             except FetchError:
                 return model  # the fetch step reports it
         return model
+
+    @property
+    def option_values(self) -> dict[str, str]:
+        """LocalAI's `options:` list (`key:value` or a bare flag) as a dict; bare flags map to "true"."""
+        parsed: dict[str, str] = {}
+        for option in self.options or []:
+            key, sep, value = option.partition(":")
+            parsed[key.strip()] = value.strip() if sep else "true"
+        return parsed
 
 
 # Keys a LocalModel accepts and keeps but that localmodel does not act on (yet). They are reported in

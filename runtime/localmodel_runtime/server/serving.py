@@ -23,6 +23,7 @@ from starlette.responses import Response
 from ..backends.base import Backend, BackendError, SamplingParams
 from ..config import ModelConfig, Parameters
 from ..prefix_blocks import request_blocks
+from ..stops import merge_stops
 from ..templates import PromptRenderer
 from . import protocol
 from .admission import Admission, Ticket
@@ -152,7 +153,7 @@ def sampling_params(
         grammar=req.grammar or None,
         logit_bias=_logit_bias(defaults.logit_bias, req.logit_bias),
         ignore_eos=bool(pick("ignore_eos", False)),
-        stop=stop_sequences(config, req.stop),
+        stop=merge_stops(config.stopwords, req.stop),
     )
 
 
@@ -180,11 +181,6 @@ def _logit_bias(*maps: dict[str, float] | None) -> dict[int, float]:
                     400, f"logit_bias keys must be token ids; {key!r} is not an integer.", param="logit_bias"
                 ) from None
     return merged
-
-
-def stop_sequences(config: ModelConfig, stop: str | list[str] | None) -> list[str]:
-    requested = [stop] if isinstance(stop, str) else (stop or [])
-    return list(dict.fromkeys(s for s in [*(config.stopwords or []), *requested] if s))
 
 
 # -- responses -----------------------------------------------------------------------------------

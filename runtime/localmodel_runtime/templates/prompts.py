@@ -19,6 +19,7 @@ from localmodel_runtime.config import ModelConfig
 
 from .engine import PromptTemplate, RenderError, TemplateError
 from .govalues import GoStruct, NilList, NilMap, go_json
+from .tool_structs import function_struct, tool_call_struct
 from .hf import TokenizerTemplate, find_tokenizer_template
 
 __all__ = ["PromptRenderer", "RenderError", "TemplateError"]
@@ -30,63 +31,6 @@ DEFAULT_MULTIMODAL = (
     "{{ range .Video }}[vid-{{.ID}}]{{end}}{{.Text}}"
 )
 _NO_ACTION_DESCRIPTION = "use this action to answer without performing any action"
-
-
-def _as_json_numbers(value: Any) -> Any:
-    """Numbers as Go's encoding/json decodes them into `interface{}`: float64."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): _as_json_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_json_numbers(v) for v in value]
-    return value
-
-
-def _tool_call(index: int, call: dict[str, Any]) -> GoStruct:
-    function = call.get("function") or {}
-    arguments = function.get("arguments", "")
-    if not isinstance(arguments, str):
-        arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
-    return GoStruct(
-        "schema.ToolCall",
-        {
-            "Index": call.get("index", index),
-            "ID": call.get("id", "") or "",
-            "Type": call.get("type", "") or "",
-            "FunctionCall": GoStruct(
-                "schema.FunctionCall",
-                {"Name": function.get("name", "") or "", "Arguments": arguments},
-                {"Name": ("name", False), "Arguments": ("arguments", False)},
-            ),
-        },
-        {
-            "Index": ("index", False),
-            "ID": ("id", False),
-            "Type": ("type", False),
-            "FunctionCall": ("function", False),
-        },
-    )
-
-
-def _function(name: str, description: str, strict: bool, parameters: Any) -> GoStruct:
-    return GoStruct(
-        "functions.Function",
-        {
-            "Name": name,
-            "Description": description,
-            "Strict": strict,
-            "Parameters": _as_json_numbers(parameters),
-        },
-        {
-            "Name": ("name", False),
-            "Description": ("description", False),
-            "Strict": ("strict", False),
-            "Parameters": ("parameters", False),
-        },
-    )
 
 
 class PromptRenderer:
@@ -205,7 +149,7 @@ class PromptRenderer:
                 role = "assistant_function_call"
             prefix = self.roles.get(role, "")
             text = self._text(message.get("content"), counters)
-            calls = [_tool_call(i, c) for i, c in enumerate(tool_calls)] if tool_calls else None
+            calls = [tool_call_struct(i, c) for i, c in enumerate(tool_calls)] if tool_calls else None
             legacy = _as_json_numbers(function_call) if function_call is not None else None
             content = ""
             if chat_message is not None:
@@ -298,7 +242,7 @@ class PromptRenderer:
             fn = tool.get("function") if tool.get("type", "function") == "function" else None
             if isinstance(fn, dict):
                 functions.append(
-                    _function(
+                    function_struct(
                         str(fn.get("name", "")),
                         str(fn.get("description", "") or ""),
                         bool(fn.get("strict", False)),
@@ -314,7 +258,7 @@ class PromptRenderer:
         if not grammar_disabled and not (fc and fc.disable_no_action) and not strict:
             # LocalAI's no-action function, offered when a grammar constrains the reply to a call.
             functions.append(
-                _function(
+                function_struct(
                     (fc.no_action_function_name if fc else None) or "answer",
                     (fc.no_action_description_name if fc else None) or _NO_ACTION_DESCRIPTION,
                     False,

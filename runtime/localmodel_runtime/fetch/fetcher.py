@@ -3,7 +3,7 @@
 Every `download_files` entry of every model in the YAML file is fetched to its `filename`, and a URI
 in `parameters.model` (LocalAI allows `model: huggingface://owner/repo/file.gguf`) is fetched to
 :func:`local_model_name` of it, the name the server then loads. URI forms: see
-:mod:`localmodel_runtime.fetch_sources`.
+:mod:`localmodel_runtime.fetch.sources`.
 
 Guarantees, for each file:
 
@@ -34,8 +34,8 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
-from .config import ModelConfig, ModelConfigError, load_model_configs
-from .fetch_sources import (
+from ..config import ModelConfig, ModelConfigError, load_model_configs
+from .sources import (
     FetchError,
     FileSource,
     HttpSource,
@@ -43,7 +43,7 @@ from .fetch_sources import (
     local_model_name,
     resolve_source,
 )
-from .fetch_transfer import (
+from .transfer import (
     Log,
     Progress,
     TransferOptions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .base import InvalidRequest, SamplingParams
+from ..base import InvalidRequest, SamplingParams
 
 _NEG_INF = float("-inf")
 

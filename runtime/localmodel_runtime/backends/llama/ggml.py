@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .base import Backend, Capabilities, GenerationEvent, ModelLoadError, SamplingParams
+from ..base import Backend, Capabilities, GenerationEvent, ModelLoadError, SamplingParams
 
 GGML_MAGICS: frozenset[bytes] = frozenset({b"lmgg", b"fmgg", b"tjgg", b"algg", b"ggml", b"ggmf", b"ggjt"})
 """The first four bytes of legacy files: 'ggml', 'ggmf', 'ggjt' (and 'ggla' LoRA), as written on disk."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import (
+from ..base import (
     BackendError,
     Finished,
     FinishReason,
@@ -40,48 +40,10 @@ from .base import (
     SamplingParams,
     TextPiece,
 )
-from .llama_spec import Drafter
+from .slots import Request, Slot, common_prefix
+from .spec import Drafter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Request:
-    """One generation submitted to the engine; the asyncio side reads `queue`."""
-
-    prompt: list[int]
-    params: SamplingParams
-    sampler: Any
-    """The llama_sampler chain (owned by the request; freed by the worker when it leaves)."""
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[GenerationEvent | BaseException]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-
-@dataclass
-class _Slot:
-    seq_id: int
-    cached: list[int] = field(default_factory=list)
-    """Tokens whose keys and values are in this sequence's KV stream, in position order."""
-    request: _Request | None = None
-    n_prompt_read: int = 0
-    pending: int | None = None
-    """A sampled token that has been sent but not yet decoded into the KV cache."""
-    n_generated: int = 0
-    decoder: codecs.IncrementalDecoder | None = None
-    last_used: float = 0.0
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class BatchEngine:
@@ -117,8 +79,8 @@ class BatchEngine:
         self._drafter = drafter
         per_slot = 1 + (drafter.n_draft if drafter else 0)
         self._batch = lib.llama_batch_init(n_batch + n_parallel * per_slot, 0, 1)
-        self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
-        self._waiting: collections.deque[_Request] = collections.deque()
+        self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
+        self._waiting: collections.deque[Request] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._piece_buf = ctypes.create_string_buffer(256)
@@ -134,9 +96,9 @@ class BatchEngine:
 
     # -- submitting (any thread) -----------------------------------------------------------------
 
-    def submit(self, prompt: list[int], params: SamplingParams, sampler: Any) -> _Request:
+    def submit(self, prompt: list[int], params: SamplingParams, sampler: Any) -> Request:
         loop = asyncio.get_running_loop()
-        request = _Request(prompt, params, sampler, loop, asyncio.Queue())
+        request = Request(prompt, params, sampler, loop, asyncio.Queue())
         with self._cond:
             if self._stopping:
                 self._lib.llama_sampler_free(sampler)
@@ -261,12 +223,12 @@ class BatchEngine:
             self._waiting.popleft()
             # The free slot whose cached tokens share the longest prefix with the prompt; ties go to the
             # least recently used slot so hot prefixes are kept.
-            slot = max(free, key=lambda s: (_common_prefix(s.cached, request.prompt), -s.last_used))
+            slot = max(free, key=lambda s: (common_prefix(s.cached, request.prompt), -s.last_used))
             self._start(slot, request)
 
-    def _start(self, slot: _Slot, request: _Request) -> None:
+    def _start(self, slot: Slot, request: Request) -> None:
         lib, seq = self._lib, slot.seq_id
-        keep = _common_prefix(slot.cached, request.prompt) if self._prompt_cache else 0
+        keep = common_prefix(slot.cached, request.prompt) if self._prompt_cache else 0
         # The last prompt token is always decoded again: its logits give the first new token.
         keep = min(keep, len(request.prompt) - 1)
         if keep < len(slot.cached) and not lib.llama_memory_seq_rm(self._mem, seq, keep, -1):
@@ -315,7 +277,7 @@ class BatchEngine:
     def _step(self) -> None:
         lib, batch = self._lib, self._batch
         n = 0
-        outputs: list[tuple[_Slot, int]] = []
+        outputs: list[tuple[Slot, int]] = []
         drafts = self._drafts()
         drafted: dict[int, list[int]] = {}
 
@@ -368,13 +330,13 @@ class BatchEngine:
             else:
                 self._sample(slot, index)
 
-    def _sample(self, slot: _Slot, index: int) -> None:
+    def _sample(self, slot: Slot, index: int) -> None:
         assert slot.request is not None
         token = int(self._lib.llama_sampler_sample(slot.request.sampler, self._ctx, index))
         if self._take(slot, token):
             slot.pending = token
 
-    def _sample_guessed(self, slot: _Slot, index: int, guesses: list[int]) -> None:
+    def _sample_guessed(self, slot: Slot, index: int, guesses: list[int]) -> None:
         """Sample the positions of the pending token and of the draft's guesses in turn; keep guesses
         while they are what the model samples, and drop the rest from the KV cache."""
         assert slot.request is not None and self._drafter is not None
@@ -394,7 +356,7 @@ class BatchEngine:
         self._drafter.stats.accepted += kept
         self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, len(slot.cached), -1)
 
-    def _take(self, slot: _Slot, token: int) -> bool:
+    def _take(self, slot: Slot, token: int) -> bool:
         """Emit a sampled token; False when the generation has finished (the token ended it)."""
         request = slot.request
         assert request is not None and slot.decoder is not None
@@ -421,7 +383,7 @@ class BatchEngine:
 
     def _finish(
         self,
-        slot: _Slot,
+        slot: Slot,
         *,
         event: FinishReason | None = None,
         error: BaseException | None = None,
@@ -450,7 +412,7 @@ class BatchEngine:
         request.done.set()
 
     @staticmethod
-    def _emit(request: _Request, event: GenerationEvent | BaseException) -> None:
+    def _emit(request: Request, event: GenerationEvent | BaseException) -> None:
         try:
             request.loop.call_soon_threadsafe(request.queue.put_nowait, event)
         except RuntimeError:

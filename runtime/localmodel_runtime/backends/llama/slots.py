@@ -1,0 +1,53 @@
+"""What the batch engine keeps per request and per llama.cpp sequence (slot)."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..base import GenerationEvent, SamplingParams
+
+
+@dataclass
+class Request:
+    """One generation submitted to the engine; the asyncio side reads `queue`."""
+
+    prompt: list[int]
+    params: SamplingParams
+    sampler: Any
+    """The llama_sampler chain (owned by the request; freed by the worker when it leaves)."""
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[GenerationEvent | BaseException]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    """Tokens whose keys and values are in this sequence's KV stream, in position order."""
+    request: Request | None = None
+    n_prompt_read: int = 0
+    pending: int | None = None
+    """A sampled token that has been sent but not yet decoded into the KV cache."""
+    n_generated: int = 0
+    decoder: codecs.IncrementalDecoder | None = None
+    last_used: float = 0.0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    if len(a) <= len(b) and a == b[: len(a)]:
+        return len(a)  # the usual case, compared in C: one extends the other
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
