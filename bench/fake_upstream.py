@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.asgi import read_body, serve_lifespan
 
 COMPLETION = orjson.dumps(
     {
@@ -34,18 +39,9 @@ _JSON = [(b"content-type", b"application/json")]
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await serve_lifespan(receive, send)
         return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     if scope["method"] == "GET":
         payload = MODELS if scope["path"].endswith("/models") else b'{"status":"ok"}'
         await send({"type": "http.response.start", "status": 200, "headers": _JSON})

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.support.net import free_port  # noqa: E402  (one free_port for tests and benches)
+
 PYTHON = sys.executable
 LITELLM = ROOT / ".cache" / "bench-venv-litellm" / "bin" / "litellm"
 # LiteLLM refuses to start without a master key; every target gets the same header so requests match.
@@ -55,12 +57,6 @@ http {{
   }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, bound: float, proc: subprocess.Popen[bytes] | None = None) -> None:

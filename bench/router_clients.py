@@ -20,38 +20,33 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from router_bench import BODY, PYTHON, ROOT, free_port, process, wait_http, wrk
 
+from tests.support.asgi import read_body, serve_lifespan
+
 
 def minimal_proxy(kind: str, upstream: str) -> Any:
     """A raw-ASGI proxy doing what the router's hot path must: read the body, parse it, forward it."""
     state: dict[str, Any] = {}
 
+    def open_client() -> None:
+        if kind == "httpx":
+            import httpx
+
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+            state["client"] = httpx.AsyncClient(limits=limits)
+        else:
+            import aiohttp
+
+            state["client"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    if kind == "httpx":
-                        import httpx
-
-                        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-                        state["client"] = httpx.AsyncClient(limits=limits)
-                    else:
-                        import aiohttp
-
-                        state["client"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await serve_lifespan(receive, send, on_startup=open_client)
+            return
         if scope["method"] == "GET":  # readiness probe of this script
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         orjson.loads(body)
         client = state["client"]
         headers = {"content-type": "application/json"}

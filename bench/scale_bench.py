@@ -51,6 +51,7 @@ from tests.support.operator_process import (  # noqa: E402
     install_crd,
     peak_rss_kib,
 )
+from tests.support.polling import poll_until  # noqa: E402
 
 ENDPOINTS = 3
 ROUTER_NS = "scale-router"
@@ -238,14 +239,6 @@ def spawned(
             proc.wait()
 
 
-def wait_until(check: Any, bound: float, what: str) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {bound:g} s")
-        time.sleep(0.2)
-
-
 def router_curve(cp: ControlPlane, client: Client, sizes: list[int], tmp: Path, requests: int) -> list[Any]:
     create_namespace(client, ROUTER_NS)
     host = host_address()
@@ -262,14 +255,14 @@ def router_curve(cp: ControlPlane, client: Client, sizes: list[int], tmp: Path, 
             stack.enter_context(spawned([*argv, "--port", str(port)], tmp / f"upstream-{port}.log"))
         # The router's admin kubeconfig is a bench shortcut; its RBAC is tested in tests/cluster.
         router = stack.enter_context(spawned(router_argv, tmp / "router.log", env))
-        wait_until(lambda: listed_models(router_port) == 0, 60, "the router listing no models")
+        poll_until(lambda: listed_models(router_port) == 0, "the router listing no models", 60, 0.2)
         have = 0
         for size in sizes:
             objects = [o for i in range(have, size) for o in router_objects(i, host, upstream_ports)]
             start = time.monotonic()
             create_all(client, objects)
             created = time.monotonic()
-            wait_until(lambda s=size: listed_models(router_port) == s, 600, f"the router listing {size}")
+            poll_until(lambda s=size: listed_models(router_port) == s, f"the router listing {size}", 600, 0.2)
             seen = time.monotonic()
             have = size
             rss_synced = rss_kib(router.pid)

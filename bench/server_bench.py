@@ -27,7 +27,6 @@ import json
 import multiprocessing
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtime_bench import PROMPT, ROOT, Result, batched_engine, gemma_path, inprocess_llama
+
+sys.path.insert(0, str(ROOT))
+from tests.support.net import free_port
 
 BIN = Path(sys.executable).parent
 GEMMA_EOS = (1, 106)
@@ -62,13 +64,6 @@ if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode():
 sys.argv = ["llama_cpp.server", *sys.argv[1:]]
 runpy.run_module("llama_cpp.server", run_name="__main__")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from localmodel_operator.errors import OperatorException
 from localmodel_runtime.config.dump import dump_yaml, dump_yaml_documents
 
 
-class CLIError(Exception):
+class CLIError(OperatorException):
     """A user error: the message is the one line printed."""
 
 

@@ -18,6 +18,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
+from localmodel_operator.errors import OperatorException
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 from localmodel_runtime.resource.events import local_model_event
 
@@ -29,7 +30,7 @@ InferencePoolResource = create_namespaced_resource(
 COMPONENT = "localmodel-operator"
 
 
-class KubeError(Exception):
+class KubeError(OperatorException):
     """An API request failed; `status` is the HTTP status (0 when the server was not reached)."""
 
     def __init__(self, message: str, status: int = 0) -> None:

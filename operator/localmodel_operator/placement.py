@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from localmodel_operator.errors import OperatorException
 from localmodel_runtime.config import LocalModelSpec, canonical_backend, guess_backend
 
 from .settings import OperatorSettings
@@ -20,7 +21,7 @@ from .settings import OperatorSettings
 NVIDIA_ONLY = frozenset({"vllm", "exllama", "exllama2"})
 
 
-class PlacementError(Exception):
+class PlacementError(OperatorException):
     """The spec cannot be placed; `reason` is the condition reason (UnsupportedDevice, MissingBackend)."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from localmodel_operator.errors import OperatorException
 from localmodel_runtime.config import DeploymentSpec
 
 DEFAULT_FORBIDDEN_ENV = (
@@ -38,7 +39,7 @@ DEFAULT_FORBIDDEN_ENV = (
 """Names that change which code runs, where secrets go or whom downloads trust."""
 
 
-class PolicyError(ValueError):
+class PolicyError(OperatorException, ValueError):
     """The `tenantPolicy` block of the operator's configuration is malformed."""
 
 

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from localmodel_operator.errors import OperatorException
 from localmodel_runtime.config import (
     LocalModelSpec,
     ModelConfigError,
@@ -56,7 +57,7 @@ CONFLICT_RETRY_SECONDS = 30
 FORBIDDEN = 403
 
 
-class RetryLater(Exception):
+class RetryLater(OperatorException):
     """The children cannot be written yet (an object in the way); reconcile again after `delay` seconds."""
 
     def __init__(self, message: str, delay: float = CONFLICT_RETRY_SECONDS) -> None:

@@ -11,20 +11,22 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import Field, field_validator
 
+from localmodel_operator.errors import OperatorException
 from localmodel_runtime.gallery import GallerySource
 from localmodel_runtime.merge import deep_merge
-from localmodel_runtime.settings_file import gallery_sources_from, read_mapping
+from localmodel_runtime.settings_file import FileModel, GalleryItem, NonEmpty, read_mapping, validate_file
 
 from .policy import PolicyError, TenantPolicy, policy_from_dict
 
 CONFIG_ENV = "LOCALMODEL_OPERATOR_CONFIG"
 
 
-class SettingsError(ValueError):
+class SettingsError(OperatorException, ValueError):
     """The operator's configuration is unusable; the message says which key."""
 
 
@@ -89,45 +91,111 @@ def _defaults() -> dict[str, Any]:
     return data
 
 
-def _group_ids(device: str, groups: Any) -> tuple[int, ...]:
-    if not isinstance(groups, list | tuple) or not all(isinstance(g, int) and g >= 0 for g in groups):
-        raise SettingsError(
-            f"devices.{device}.supplementalGroups: expected a list of numeric group IDs, got {groups!r}"
-        )
-    return tuple(groups)
+class _ImageItem(FileModel):
+    image: NonEmpty
+    readOnlyRootFilesystem: bool = True
+
+
+class _DeviceItem(FileModel):
+    resource: str | None = None
+    tolerations: list[dict[str, Any]] = []
+    supplementalGroups: list[int] = []
+
+    @field_validator("supplementalGroups", mode="before")
+    @classmethod
+    def _group_ids(cls, groups: Any) -> Any:
+        if not isinstance(groups, list) or not all(type(g) is int and g >= 0 for g in groups):
+            raise ValueError(f"expected a list of numeric group IDs, got {groups!r}")
+        return groups
+
+
+class _PreloadItem(FileModel):
+    entry: NonEmpty
+    namespace: NonEmpty
+    name: str | None = None
+
+
+class _EnvVar(FileModel, extra="allow"):
+    """A Kubernetes EnvVar: `name` plus `value` or `valueFrom`, passed on as written."""
+
+    name: NonEmpty
+
+
+class _EndpointPicker(FileModel, extra="allow"):
+    """An InferencePool's `endpointPickerRef` ({name, port: {number}, ...}), passed on as written."""
+
+    name: NonEmpty
+
+
+class _InferencePool(FileModel):
+    enabled: Annotated[bool, Field(strict=True)] = False
+    endpointPickerRef: _EndpointPicker | None = None
+
+    @field_validator("endpointPickerRef", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None  # the chart's default is {}
+
+
+class _OperatorFile(FileModel, extra="ignore"):
+    """The operator's YAML (camelCase, as Helm values); keys of the chart it does not read are ignored."""
+
+    fieldManager: NonEmpty = "localmodel-operator"
+    namespaces: list[NonEmpty] = []
+    registry: str = ""
+    tag: str = ""
+    runtimeImages: dict[str, _ImageItem] = {}
+    devices: dict[str, _DeviceItem] = {}
+    defaultResources: dict[str, Any] = {}
+    startupTimeoutSeconds: Annotated[int, Field(gt=0)] = 1800
+    galleries: list[GalleryItem] = []
+    preload: list[_PreloadItem] = []
+    runtimeEnv: list[_EnvVar] = []
+    maxDownloadSize: str | int | None = None
+    inferencePool: _InferencePool = _InferencePool()
+    tenantPolicy: dict[str, Any] = {}
+    runtimeKeyFile: str | None = None
+
+    @field_validator("runtimeImages")
+    @classmethod
+    def _backend_slash_device(cls, images: dict[str, _ImageItem]) -> dict[str, _ImageItem]:
+        for key in images:
+            if "/" not in key:
+                raise ValueError(f"{key!r}: expected '<backend>/<device>: {{image: ...}}'")
+        return images
 
 
 def settings_from_dict(data: dict[str, Any]) -> OperatorSettings:
-    merged = deep_merge(_defaults(), data)
-    registry, tag = str(merged.get("registry", "")), str(merged.get("tag", ""))
-    images = {}
-    for key, entry in (merged.get("runtimeImages") or {}).items():
-        if "/" not in key or not isinstance(entry, dict) or "image" not in entry:
-            raise SettingsError(f"runtimeImages.{key}: expected '<backend>/<device>: {{image: ...}}'")
-        image = str(entry["image"]).format(registry=registry, tag=tag)
-        images[key] = ImageEntry(image, bool(entry.get("readOnlyRootFilesystem", True)))
-    devices = {
-        name: DeviceEntry(
-            entry.get("resource"),
-            tuple(entry.get("tolerations") or ()),
-            _group_ids(name, entry.get("supplementalGroups") or ()),
+    try:
+        file = validate_file(_OperatorFile, deep_merge(_defaults(), data))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    images = {
+        key: ImageEntry(
+            entry.image.format(registry=file.registry, tag=file.tag), entry.readOnlyRootFilesystem
         )
-        for name, entry in (merged.get("devices") or {}).items()
+        for key, entry in file.runtimeImages.items()
     }
+    devices = {
+        name: DeviceEntry(entry.resource, tuple(entry.tolerations), tuple(entry.supplementalGroups))
+        for name, entry in file.devices.items()
+    }
+    picker = file.inferencePool.endpointPickerRef
     return OperatorSettings(
-        field_manager=str(merged.get("fieldManager", "localmodel-operator")),
-        namespaces=tuple(merged.get("namespaces") or ()),
+        field_manager=file.fieldManager,
+        namespaces=tuple(file.namespaces),
         images=images,
         devices=devices,
-        default_resources=dict(merged.get("defaultResources") or {}),
-        startup_timeout_seconds=int(merged.get("startupTimeoutSeconds", 1800)),
-        galleries=tuple(_galleries(merged.get("galleries") or [])),
-        preload=tuple(_preload(merged.get("preload") or [])),
-        runtime_env=tuple(_runtime_env(merged.get("runtimeEnv") or [])),
-        max_download=_quantity("maxDownloadSize", merged.get("maxDownloadSize")),
-        **_inference_pool(merged.get("inferencePool") or {}),
-        tenant_policy=_tenant_policy(merged.get("tenantPolicy") or {}),
-        runtime_key_file=str(merged.get("runtimeKeyFile") or "") or None,
+        default_resources=dict(file.defaultResources),
+        startup_timeout_seconds=file.startupTimeoutSeconds,
+        galleries=tuple(item.source() for item in file.galleries),
+        preload=tuple(Preload(item.entry, item.namespace, item.name) for item in file.preload),
+        runtime_env=tuple(item.model_dump() for item in file.runtimeEnv),
+        max_download=_quantity("maxDownloadSize", file.maxDownloadSize),
+        inference_pool=file.inferencePool.enabled,
+        endpoint_picker=picker.model_dump() if picker is not None else None,
+        tenant_policy=_tenant_policy(file.tenantPolicy),
+        runtime_key_file=file.runtimeKeyFile or None,
     )
 
 
@@ -159,38 +227,6 @@ def _quantity(key: str, value: Any) -> str | None:
     except ValueError:
         raise SettingsError(f"{key}: {value!r} is not a size such as 100Gi or 500M") from None
     return str(value)
-
-
-def _inference_pool(block: Any) -> dict[str, Any]:
-    if not isinstance(block, dict) or not isinstance(block.get("enabled", False), bool):
-        raise SettingsError("inferencePool: expected {enabled: true|false, endpointPickerRef: {...}}")
-    picker = block.get("endpointPickerRef") or None
-    if picker is not None and (not isinstance(picker, dict) or not picker.get("name")):
-        raise SettingsError("inferencePool.endpointPickerRef: expected {name, port: {number}, ...}")
-    return {"inference_pool": bool(block.get("enabled", False)), "endpoint_picker": picker}
-
-
-def _galleries(items: list[Any]) -> list[GallerySource]:
-    try:
-        return gallery_sources_from(items)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _runtime_env(items: list[Any]) -> list[dict[str, Any]]:
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise SettingsError(f"runtimeEnv[{index}]: expected a Kubernetes EnvVar ({{name, value}})")
-    return [dict(item) for item in items]
-
-
-def _preload(items: list[Any]) -> list[Preload]:
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("entry") or not item.get("namespace"):
-            raise SettingsError(f"preload[{i}]: expected {{entry, namespace, name?}}")
-        out.append(Preload(str(item["entry"]), str(item["namespace"]), item.get("name")))
-    return out
 
 
 def load_settings(path: Path | None = None) -> OperatorSettings:

@@ -8,10 +8,12 @@ import hashlib
 import os
 from pathlib import Path
 
+from localmodel_router.errors import ConfigurationError
+
 ENV_VAR = "LOCALMODEL_ROUTER_API_KEYS"
 
 
-class ApiKeyError(Exception):
+class ApiKeyError(ConfigurationError):
     """The keys file cannot be read; the message is the one line shown."""
 
 

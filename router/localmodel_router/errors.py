@@ -1,7 +1,22 @@
-"""OpenAI-shaped errors: every answer the router gives that is not the upstream's own success.
+"""The router's exceptions, and OpenAI-shaped errors: every answer the router gives that is not the
+upstream's own success.
 
 The official clients unwrap `{"error": {"message", "type", "param", "code"}}` and map the HTTP status
 to an exception class, so every path (ours, and upstream bodies we relay) ends up in this shape.
+
+One tree; each class lives beside the code that raises it:
+
+    RouterException
+    ├── RouterError            a request fails: answered with its status and an OpenAI error body
+    ├── UpstreamError          a runtime could not be reached or broke off (upstream.py); retried on
+    │                          another endpoint, else answered as a RouterError
+    ├── Exists                 the LocalModel automatic setup creates is there already (autosetup/store.py)
+    └── ConfigurationError     the router cannot start with what it was given: one line, exit 2
+        ├── UsageError         a command-line flag (main.py)
+        ├── ApiKeyError        the API keys file (auth.py)
+        ├── AutoSetupConfigError  automatic setup's file (autosetup/settings.py)
+        ├── TableError         local mode's routing table (local_table.py)
+        └── LocalModeError     `localmodel up`'s models directory and processes (local.py)
 """
 
 from __future__ import annotations
@@ -20,7 +35,15 @@ def error_body(
     return orjson.dumps({"error": error})
 
 
-class RouterError(Exception):
+class RouterException(Exception):
+    """The root of the router's exceptions (the tree above)."""
+
+
+class ConfigurationError(RouterException):
+    """A configuration the router cannot start with; the message is the one line printed."""
+
+
+class RouterError(RouterException):
     """A failure answered to the client with `status` and an OpenAI error body."""
 
     def __init__(

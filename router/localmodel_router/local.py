@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
+from localmodel_router.errors import ConfigurationError
 from localmodel_runtime.config import (
     LocalModelSpec,
     ModelConfig,
@@ -35,7 +36,7 @@ DEFAULT_STATE = Path(os.environ.get("LOCALMODEL_HOME", Path.home() / ".cache" / 
 DEFAULT_MODEL = Path(__file__).with_name("default-model.yaml")
 
 
-class LocalModeError(Exception):
+class LocalModeError(ConfigurationError):
     """A user error in local mode: the message is the one line printed."""
 
 
@@ -344,4 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_models() -> list[LocalProcess]:
-    return [LocalProcess(c.name or "gemma-3-270m", c, DEFAULT_MODEL) for c in load_model_configs(DEFAULT_MODEL)]
+    return [
+        LocalProcess(c.name or "gemma-3-270m", c, DEFAULT_MODEL) for c in load_model_configs(DEFAULT_MODEL)
+    ]

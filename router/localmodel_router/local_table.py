@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from localmodel_router.discovery import Discovery
+from localmodel_router.errors import ConfigurationError
 from localmodel_router.table import ModelSettings, ModelTable, Scaler, split_address
 from localmodel_runtime.config import ModelConfigError, parse_deployment_spec
 
@@ -37,7 +38,7 @@ log = logging.getLogger("localmodel.router")
 TableData = dict[str, tuple[ModelSettings, list[tuple[str, bool]]]]
 
 
-class TableError(Exception):
+class TableError(ConfigurationError):
     """The local table is invalid; the message names the file and the problem in one line."""
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from localmodel_router.app import RouterApp
-from localmodel_router.auth import ApiKeyError, ApiKeys
+from localmodel_router.auth import ApiKeys
 from localmodel_router.autosetup import AutoSetupSettings
 from localmodel_router.discovery import Discovery
+from localmodel_router.errors import ConfigurationError
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelTable
 from localmodel_runtime.gallery import GalleryError, GallerySource, gallery_sources
@@ -23,7 +24,7 @@ from localmodel_runtime.gallery import GalleryError, GallerySource, gallery_sour
 PROG = "localmodel-router"
 
 
-class UsageError(Exception):
+class UsageError(ConfigurationError):
     pass
 
 
@@ -183,13 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def auto_setup_settings(args: argparse.Namespace) -> AutoSetupSettings:
     """The file (flag, else $LOCALMODEL_AUTO_SETUP_CONFIG), then the flags over it."""
-    from localmodel_router.autosetup import CONFIG_ENV, AutoSetupConfigError, load_settings_file
+    from localmodel_router.autosetup import CONFIG_ENV, load_settings_file
 
     path = args.auto_setup_config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    try:
-        settings = load_settings_file(path) if path is not None else AutoSetupSettings()
-    except AutoSetupConfigError as exc:
-        raise UsageError(str(exc)) from None
+    settings = load_settings_file(path) if path is not None else AutoSetupSettings()
     changes: dict[str, Any] = {}
     if args.auto_setup:
         changes["enabled"] = True
@@ -262,22 +260,16 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         body_timeout=args.body_timeout,
         metrics_need_key=args.metrics_need_key,
     )
-    try:
-        keys = ApiKeys.load(args.api_keys_file)
-    except ApiKeyError as exc:
-        raise UsageError(str(exc)) from None
+    keys = ApiKeys.load(args.api_keys_file)
     auto = auto_setup_settings(args)
     if auto.enabled and args.local_table is not None:
         raise UsageError("automatic setup needs Kubernetes discovery, not --local-table")
     table = ModelTable()
     discovery: Discovery
     if args.local_table is not None:
-        from localmodel_router.local_table import LocalDiscovery, TableError, load_table
+        from localmodel_router.local_table import LocalDiscovery, load_table
 
-        try:
-            load_table(args.local_table)  # fail now, on the command line, not in the lifespan
-        except TableError as exc:
-            raise UsageError(str(exc)) from None
+        load_table(args.local_table)  # fail now, on the command line, not in the lifespan
         discovery = LocalDiscovery(args.local_table)
     else:
         from lightkube.core.exceptions import ConfigError
@@ -333,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         app = build_app(args)
-    except UsageError as exc:
+    except ConfigurationError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     import uvicorn

@@ -15,6 +15,8 @@ from typing import Any, Literal, cast
 
 import httptools
 
+from localmodel_router.errors import RouterException
+
 FailureKind = Literal[
     "connect", "connect_timeout", "first_byte_timeout", "idle_timeout", "closed", "protocol"
 ]
@@ -23,7 +25,7 @@ FailureKind = Literal[
 _HIGH_WATER = 1 << 20
 
 
-class UpstreamError(Exception):
+class UpstreamError(RouterException):
     """The upstream failed; `kind` says how, `before_response` whether no status line had arrived
     (so nothing was sent to the client and the request may go to another endpoint)."""
 

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from localmodel_runtime.errors import LocalModelException
+
 from .config import ModelConfig, ModelConfigError, load_model_configs, unsupported_keys
 from .supervisor import exit_like, report_loaded, supervise, supervised
 
@@ -32,7 +34,7 @@ TERMINATION_LOG = Path("/dev/termination-log")
 log = logging.getLogger("localmodel_runtime")
 
 
-class Failure(Exception):
+class Failure(LocalModelException):
     """A reason to exit: printed as one line, and written to the termination log."""
 
     def __init__(self, reason: str, message: str, exit_code: int) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from localmodel_runtime.errors import LocalModelException
 
-class ClientGone(Exception):
+
+class ClientGone(LocalModelException):
     """The client disconnected before its response started (while its request was still being read,
     or while the answer was being prepared): the ASGI edge catches it and sends nothing."""

@@ -22,8 +22,9 @@ import httpx
 
 from localmodel_runtime.config import ModelConfig, ModelConfigError, parse_model_configs
 from localmodel_runtime.config.dump import dump_yaml
+from localmodel_runtime.config.model_sources import GITHUB_PREFIX, FetchError, github_url
 from localmodel_runtime.config.yaml12 import YAMLDecodeError, compose_documents, plain_value
-from localmodel_runtime.fetch.sources import GITHUB_PREFIX, FetchError, github_url
+from localmodel_runtime.errors import LocalModelException
 from localmodel_runtime.merge import deep_merge
 from localmodel_runtime.resource import GROUP
 from localmodel_runtime.resource.manifest import inline_templates, to_manifest
@@ -33,7 +34,7 @@ GALLERIES_ENV = "LOCALMODEL_GALLERIES"
 GALLERY_ANNOTATION = f"{GROUP}/gallery"
 
 
-class GalleryError(Exception):
+class GalleryError(LocalModelException):
     """A gallery or entry that cannot be used; the message is one line for people."""
 
 

@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.controlplane import free_port
+from tests.support.net import free_port
 from tests.support.podman import ULIMITS, container, logs, podman, run_once
 from tests.support.registry import Registry
 

@@ -11,7 +11,13 @@ from localmodel_runtime.backends.autogptq_backend import base_name, checkpoint_v
 from localmodel_runtime.backends.base import InvalidRequest, ModelLoadError, SamplingParams
 from localmodel_runtime.backends.exllama_backend import gpu_split, sampler_settings
 from localmodel_runtime.backends.hf.decoder import IncrementalDecoder
-from localmodel_runtime.backends.hf.devices import bnb_settings, openvino_config, openvino_device, torch_device, torch_dtype
+from localmodel_runtime.backends.hf.devices import (
+    bnb_settings,
+    openvino_config,
+    openvino_device,
+    torch_device,
+    torch_dtype,
+)
 from localmodel_runtime.backends.hf.model_location import model_location
 from localmodel_runtime.backends.hf.requests import context_size, generate_kwargs, new_tokens, stop_words
 from localmodel_runtime.backends.rwkv_backend import model_files, strategy

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from localmodel_runtime.config import ModelConfig, parse_model_configs
+from localmodel_runtime.config.model_sources import HttpSource, resolve_source
 from localmodel_runtime.fetch.fetcher import (
     FetchError,
     FetchItem,
@@ -26,7 +27,6 @@ from localmodel_runtime.fetch.fetcher import (
     plan_fetches,
     target_path,
 )
-from localmodel_runtime.fetch.sources import HttpSource, resolve_source
 from tests.support.http_files_range import FileServer, Served, serve_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,7 +258,7 @@ def test_huggingface_uri_with_revision_and_token(server: FileServer, tmp_path: P
 
 
 def test_the_hf_token_goes_only_over_https_or_loopback_and_only_to_the_endpoint() -> None:
-    from localmodel_runtime.fetch.sources import HttpSource, resolve_source
+    from localmodel_runtime.config.model_sources import HttpSource, resolve_source
 
     def sent(uri: str, endpoint: str) -> str | None:
         source = resolve_source(uri, {"HF_ENDPOINT": endpoint, "HF_TOKEN": "secret"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,10 @@ import httpx
 import pytest
 
 from tests.support.http_files import serve_directory
+from tests.support.net import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 LOCALMODEL = Path(sys.executable).parent / "localmodel"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _children(pid: int) -> set[int]:
@@ -83,7 +76,7 @@ def models_dir(tmp_path: Path, tiny_gguf: Path) -> Iterator[Path]:
 
 
 def test_up_serves_every_model_through_one_router_and_stops_cleanly(models_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "up.log").open("wb")
     env = {**os.environ, "LOCALMODEL_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
@@ -147,7 +140,7 @@ def test_up_serves_every_model_through_one_router_and_stops_cleanly(models_dir: 
 def test_up_with_a_broken_directory_is_one_line_and_non_zero(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: x\ncontext_size: [1\n", encoding="utf-8")
     result = subprocess.run(
-        [str(LOCALMODEL), "up", str(tmp_path), "--port", str(_free_port())],
+        [str(LOCALMODEL), "up", str(tmp_path), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,

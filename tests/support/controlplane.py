@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from types import TracebackType
 import httpx
 
 from tests.support import pki
+from tests.support.net import free_port
 from tests.support.podnet import gateway_ips
 
 REPO_ROOT: Path = Path(__file__).resolve().parents[2]
@@ -47,13 +47,6 @@ class ControlPlaneError(RuntimeError):
 
 def missing_binaries(bin_dir: Path = BIN_DIR) -> list[str]:
     return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
-
-
-def free_port() -> int:
-    """A port free on loopback right now (the kernel picks it; a tiny race is acceptable)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

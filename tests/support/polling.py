@@ -15,9 +15,10 @@ async def wait_until(check: Callable[[], bool], what: str, bound: float = 30.0) 
         await asyncio.sleep(0.01)
 
 
-def poll_until(check: Callable[[], bool], what: str, bound: float = 30.0) -> None:
-    """`wait_until` for a test without an event loop (its servers run in threads)."""
+def poll_until(check: Callable[[], bool], what: str, bound: float = 30.0, interval: float = 0.01) -> None:
+    """`wait_until` for a test without an event loop (its servers run in threads); a check that costs
+    something (an HTTP request) passes a longer `interval`."""
     deadline = time.monotonic() + bound
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+        time.sleep(interval)

@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 
 from tests.support import pki, realnode_cleanup
-from tests.support.controlplane import BIN_DIR, CACHE, ControlPlane, free_port
+from tests.support.controlplane import BIN_DIR, CACHE, ControlPlane
+from tests.support.net import free_port
 from tests.support.pauseimage import PAUSE_IMAGE, write_oci_archive
 from tests.support.realnode_config import (
     CNI_BIN_DIR,

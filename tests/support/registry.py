@@ -17,7 +17,8 @@ from types import TracebackType
 
 import httpx
 
-from tests.support.controlplane import BIN_DIR, free_port
+from tests.support.controlplane import BIN_DIR
+from tests.support.net import free_port
 
 REGISTRY_BINARY: Path = BIN_DIR / "registry"
 

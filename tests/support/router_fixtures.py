@@ -20,6 +20,7 @@ from localmodel_router.app import RouterApp
 from localmodel_router.auth import ApiKeys
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
+from tests.support.asgi import read_body, serve_lifespan
 from tests.support.net import free_port
 
 T = TypeVar("T")
@@ -85,17 +86,9 @@ class FakeRuntime:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+            await serve_lifespan(receive, send)
+            return
+        body = await read_body(receive)
         self.paths.append(scope["path"])
         data = orjson.loads(body) if body else {}
         self.requests.append(data)

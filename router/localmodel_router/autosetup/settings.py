@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from localmodel_router.errors import ConfigurationError
 from localmodel_runtime.gallery import GallerySource
-from localmodel_runtime.settings_file import gallery_sources_from, read_mapping
+from localmodel_runtime.settings_file import FileModel, GalleryItem, NonEmpty, read_mapping, validate_file
 
 CONFIG_ENV = "LOCALMODEL_AUTO_SETUP_CONFIG"
 
 
-class AutoSetupConfigError(ValueError):
+class AutoSetupConfigError(ConfigurationError, ValueError):
     """The automatic-setup configuration is unusable; the message names the key."""
 
 
@@ -36,45 +39,35 @@ class AutoSetupSettings:
     """Seconds a loaded gallery index is reused before it is fetched again."""
 
 
+class _AutoSetupFile(FileModel):
+    """The YAML form (camelCase, as Helm values)."""
+
+    enabled: bool = False
+    namespace: str | None = None
+    allowRepositories: list[NonEmpty] = []
+    allowGalleries: list[NonEmpty] = []
+    maxModels: Annotated[int, Field(strict=True, ge=0)] = 10
+    waitSeconds: Annotated[float, Field(strict=True, gt=0)] = 60.0
+    galleryRefreshSeconds: Annotated[float, Field(strict=True, gt=0)] = 300.0
+    galleries: list[GalleryItem] = []
+
+
 def settings_from_dict(data: dict[str, Any]) -> AutoSetupSettings:
-    """The YAML form (camelCase, as Helm values): enabled, namespace, allowRepositories,
-    allowGalleries, maxModels, waitSeconds, galleries [{name, url}]."""
-    known = {"enabled", "namespace", "allowRepositories", "allowGalleries", "maxModels", "waitSeconds"}
-    unknown = set(data) - known - {"galleries", "galleryRefreshSeconds"}
-    if unknown:
-        raise AutoSetupConfigError(f"unknown key(s): {', '.join(sorted(unknown))}")
-
-    def strings(key: str) -> tuple[str, ...]:
-        value = data.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise AutoSetupConfigError(f"{key} must be a list of non-empty strings")
-        return tuple(value)
-
-    def number(key: str, default: float) -> float:
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise AutoSetupConfigError(f"{key} must be a positive number")
-        return float(value)
-
+    """Settings from the YAML form: enabled, namespace, allowRepositories, allowGalleries, maxModels,
+    waitSeconds, galleryRefreshSeconds, galleries [{name, url}]."""
     try:
-        sources = gallery_sources_from(data.get("galleries") or [])
+        file = validate_file(_AutoSetupFile, data)
     except ValueError as exc:
         raise AutoSetupConfigError(str(exc)) from None
-    max_models = data.get("maxModels", 10)
-    if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 0:
-        raise AutoSetupConfigError("maxModels must be a non-negative integer")
-    namespace = data.get("namespace")
-    if namespace is not None and not isinstance(namespace, str):
-        raise AutoSetupConfigError("namespace must be a string")
     return AutoSetupSettings(
-        enabled=bool(data.get("enabled", False)),
-        namespace=namespace or None,
-        repositories=strings("allowRepositories"),
-        galleries=strings("allowGalleries"),
-        max_models=max_models,
-        wait=number("waitSeconds", 60.0),
-        sources=tuple(sources),
-        gallery_refresh=number("galleryRefreshSeconds", 300.0),
+        enabled=file.enabled,
+        namespace=file.namespace or None,
+        repositories=tuple(file.allowRepositories),
+        galleries=tuple(file.allowGalleries),
+        max_models=file.maxModels,
+        wait=file.waitSeconds,
+        sources=tuple(item.source() for item in file.galleries),
+        gallery_refresh=file.galleryRefreshSeconds,
     )
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from localmodel_router.errors import RouterError
+from localmodel_router.errors import RouterError, RouterException
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 from localmodel_runtime.resource.events import local_model_event
 
 from .resolution import AUTO_CREATED
 
 
-class Exists(Exception):
+class Exists(RouterException):
     """An object of that name exists already."""
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from localmodel_runtime.errors import LocalModelException
+
 from ..config import ModelConfig
 
 FinishReason = Literal["stop", "length"]
 
 
-class BackendError(Exception):
+class BackendError(LocalModelException):
     """Base of the errors a backend raises; the server maps them to OpenAI error bodies."""
 
 

@@ -32,9 +32,9 @@ from .base import (
     SamplingParams,
     TextPiece,
 )
+from .hf.generate import ThreadStream
 from .hf.requests import check_prompt, new_tokens, random_seed, stop_words
 from .registry import unavailable
-from .hf.generate import ThreadStream
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from .base import (
 )
 from .hf.decoder import IncrementalDecoder
 from .hf.devices import torch_device
+from .hf.generate import ThreadStream, run_in_thread
 from .hf.requests import check_prompt, context_size, new_tokens, random_seed, stop_words
 from .registry import unavailable
-from .hf.generate import ThreadStream, run_in_thread
 
 log = logging.getLogger(__name__)
 

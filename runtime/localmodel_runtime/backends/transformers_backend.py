@@ -34,10 +34,10 @@ from .base import (
     UnsupportedOperation,
 )
 from .hf.devices import bnb_settings, openvino_config, openvino_device, torch_device, torch_dtype
+from .hf.generate import HFGenerator
 from .hf.model_location import model_location
 from .hf.requests import context_size, stop_words
 from .registry import unavailable
-from .hf.generate import HFGenerator
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,15 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from ruamel.yaml.nodes import SequenceNode
 
+from localmodel_runtime.errors import LocalModelException
+
 from .backends import canonical_backend, guess_backend
 from .deployment import DeploymentSpec
 from .model import NOT_SERVED, SERVED_BY, ModelConfig
 from .yaml12 import DecodeProblem, TypedDecoder, YAMLDecodeError, compose_documents
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(LocalModelException, ValueError):
     """A model config that cannot be used; the message names the source, the field and the problem."""
 
     def __init__(self, source: str, problems: Iterable[str]) -> None:

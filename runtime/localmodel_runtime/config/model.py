@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import field_validator, model_validator
 
-from ..fetch.sources import FetchError, local_model_name, looks_like_uri
 from .backends import BACKEND_NAME_PATTERN
 from .blocks import (
     AutoGPTQConfig,
@@ -30,6 +29,7 @@ from .blocks import (
     TTSConfig,
     opt,
 )
+from .model_sources import FetchError, local_model_name, looks_like_uri
 from .scalars import LenientStr
 
 Passthrough = dict[str, Any]

@@ -28,6 +28,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from localmodel_runtime.errors import LocalModelException
+
 _TAG = "tag:yaml.org,2002:"
 _BOOL_WORDS = {
     "y": True,
@@ -68,7 +70,7 @@ class DecodeProblem:
         return f"line {self.line}: {where}: {self.message}"
 
 
-class YAMLDecodeError(ValueError):
+class YAMLDecodeError(LocalModelException, ValueError):
     """The text is not YAML, or its values do not fit the types of the fields they are for."""
 
     def __init__(self, problems: list[DecodeProblem]) -> None:

@@ -3,7 +3,7 @@
 Every `download_files` entry of every model in the YAML file is fetched to its `filename`, and a URI
 in `parameters.model` (LocalAI allows `model: huggingface://owner/repo/file.gguf`) is fetched to
 :func:`local_model_name` of it, the name the server then loads. URI forms: see
-:mod:`localmodel_runtime.fetch.sources`.
+:mod:`localmodel_runtime.config.model_sources`.
 
 Guarantees, for each file:
 
@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 import httpx
 
 from ..config import ModelConfig, ModelConfigError, load_model_configs
-from .sources import (
+from ..config.model_sources import (
     FetchError,
     FileSource,
     HttpSource,

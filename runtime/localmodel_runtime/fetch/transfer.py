@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import httpx
 
-from .sources import FetchError, HttpSource, OllamaSource, PypiSource
+from ..config.model_sources import FetchError, HttpSource, OllamaSource, PypiSource
 
 CHUNK = 1 << 20
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})

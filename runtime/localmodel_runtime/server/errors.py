@@ -15,6 +15,8 @@ import orjson
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from localmodel_runtime.errors import LocalModelException
+
 from ..backends.base import BackendError, BackendUnavailable, InvalidRequest, UnsupportedOperation
 from ..openai_errors import error_type
 
@@ -35,7 +37,7 @@ def error_payload(
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
-class APIError(Exception):
+class APIError(LocalModelException):
     """A request that is answered with an OpenAI error body and `status`."""
 
     def __init__(

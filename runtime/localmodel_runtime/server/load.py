@@ -7,7 +7,7 @@ the model is idle (the router polls only models in use). Nothing here goes into 
 
 The prompt prefixes are those of the most recent prompts, one per generation slot, replaced the way
 the llama batch engine replaces a slot's cached prompt: a new prompt goes to the slot sharing its
-longest prefix, else to the least recently used one (`backends/llama/batch.py`, `BatchEngine._admit_locked`). The
+longest prefix, else to the least recently used one (`BatchEngine._admit_locked` in backends/llama). The
 server keeps this model itself, from the JSON of chat, completion, messages and responses requests as
 they arrive, so it works for every backend and needs no tokens: the router can only hash the request
 text (`localmodel_runtime.prefix_blocks`). It is an estimate: the engine gives a prompt only a free

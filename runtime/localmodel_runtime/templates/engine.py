@@ -19,6 +19,8 @@ from jinja2.ext import Extension
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from localmodel_runtime.errors import LocalModelException
+
 from .gobuiltins import BUILTINS, go_field, go_print, go_range
 from .golex import GoSyntaxError
 from .goparse import parse_go
@@ -45,7 +47,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 FUNCTION_NAMES = frozenset([*FUNCTIONS, "and", "or", "not"])
 
 
-class TemplateError(ValueError):
+class TemplateError(LocalModelException, ValueError):
     """A template that cannot be loaded; names the template (`template.chat`), the line and the column."""
 
     def __init__(
@@ -59,7 +61,7 @@ class TemplateError(ValueError):
         super().__init__(f"{template}:{where}: {message}" if where else f"{template}: {message}")
 
 
-class RenderError(Exception):
+class RenderError(LocalModelException):
     """A template failed while rendering (LocalAI then falls back to the untemplated text)."""
 
 

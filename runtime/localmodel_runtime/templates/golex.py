@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from localmodel_runtime.errors import LocalModelException
+
 SPACE_CHARS = " \t\r\n"
 KEYWORDS = frozenset(
     {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue", "nil"}
 )
 
 
-class GoSyntaxError(Exception):
+class GoSyntaxError(LocalModelException):
     """A Go template that does not parse; `pos` is the offset in the template text."""
 
     def __init__(self, message: str, pos: int) -> None:

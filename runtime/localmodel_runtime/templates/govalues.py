@@ -12,8 +12,10 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
+from localmodel_runtime.errors import LocalModelException
 
-class GoExecError(Exception):
+
+class GoExecError(LocalModelException):
     """An execution error of a Go template (LocalAI falls back to the untemplated text)."""
 
 

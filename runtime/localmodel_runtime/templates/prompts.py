@@ -10,7 +10,6 @@ Decisions where LocalAI's documentation and code disagree:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from localmodel_runtime.config import ModelConfig
 
 from .engine import PromptTemplate, RenderError, TemplateError
 from .govalues import GoStruct, NilList, NilMap, go_json
-from .tool_structs import function_struct, tool_call_struct
 from .hf import TokenizerTemplate, find_tokenizer_template
+from .tool_structs import as_json_numbers, function_struct, tool_call_struct
 
 __all__ = ["PromptRenderer", "RenderError", "TemplateError"]
 
@@ -150,7 +149,7 @@ class PromptRenderer:
             prefix = self.roles.get(role, "")
             text = self._text(message.get("content"), counters)
             calls = [tool_call_struct(i, c) for i, c in enumerate(tool_calls)] if tool_calls else None
-            legacy = _as_json_numbers(function_call) if function_call is not None else None
+            legacy = as_json_numbers(function_call) if function_call is not None else None
             content = ""
             if chat_message is not None:
                 data = GoStruct(

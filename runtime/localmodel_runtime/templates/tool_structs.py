@@ -1,4 +1,4 @@
-"""Tools and tool calls as the Go structs LocalAI's templates see (field names, JSON tags, float64 numbers)."""
+"""Tools and tool calls as the Go structs LocalAI's templates see (names, JSON tags, float64 numbers)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from typing import Any
 from .govalues import GoStruct
 
 
-def _as_json_numbers(value: Any) -> Any:
+def as_json_numbers(value: Any) -> Any:
     """Numbers as Go's encoding/json decodes them into `interface{}`: float64."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
         return float(value)
     if isinstance(value, dict):
-        return {str(k): _as_json_numbers(v) for k, v in value.items()}
+        return {str(k): as_json_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_as_json_numbers(v) for v in value]
+        return [as_json_numbers(v) for v in value]
     return value
 
 
@@ -56,7 +56,7 @@ def function_struct(name: str, description: str, strict: bool, parameters: Any) 
             "Name": name,
             "Description": description,
             "Strict": strict,
-            "Parameters": _as_json_numbers(parameters),
+            "Parameters": as_json_numbers(parameters),
         },
         {
             "Name": ("name", False),

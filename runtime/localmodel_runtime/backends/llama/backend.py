@@ -12,7 +12,6 @@ import asyncio
 import ctypes
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from .sampling import build_sampler
 from .spec import DEFAULT_N_DRAFT, Drafter, check_same_vocabulary
 
 log = logging.getLogger(__name__)
+
 
 class LlamaBackend(Backend):
     """llama.cpp on GGUF files; batches up to `parallel` sequences (LocalAI's `options: [parallel:N]`)."""

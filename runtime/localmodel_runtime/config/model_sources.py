@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
+from localmodel_runtime.errors import LocalModelException
+
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_OLLAMA_REGISTRY = "https://registry.ollama.ai"
 GITHUB_RAW = "https://raw.githubusercontent.com"
@@ -34,7 +36,7 @@ GITHUB_PREFIX = "github:"
 SUPPORTED_SCHEMES = ("huggingface", "hf", "https", "http", "file", "pypi", "ollama")
 
 
-class FetchError(Exception):
+class FetchError(LocalModelException):
     """A model file that cannot be fetched; the message is one readable line."""
 
 
