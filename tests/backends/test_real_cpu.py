@@ -34,11 +34,12 @@ pytestmark = pytest.mark.backends
 import torch  # noqa: E402
 import transformers  # noqa: E402, F401
 
+from tests.support.model_configs import model_config  # noqa: E402
 from tests.support.tiny_hf import export_openvino, quantize_gptq, tiny_llama, train_tokenizer  # noqa: E402
 
 
 def config(**keys: Any) -> ModelConfig:
-    return ModelConfig.model_validate({"name": "m", **keys})
+    return model_config(**keys)
 
 
 async def run(backend: Backend, prompt: str, params: SamplingParams) -> tuple[str, Finished]:

@@ -25,10 +25,11 @@ from localmodel_runtime.backends.transformers_backend import model_type, pretrai
 from localmodel_runtime.backends.vllm_backend import engine_kwargs, sampling_kwargs, supported_kwargs
 from localmodel_runtime.config import ModelConfig
 from localmodel_runtime.stops import StopMatcher
+from tests.support.model_configs import model_config
 
 
 def config(**keys: Any) -> ModelConfig:
-    return ModelConfig.model_validate({"name": "m", "parameters": {"model": "m"}, **keys})
+    return model_config({"parameters": {"model": "m"}}, **keys)
 
 
 @pytest.mark.parametrize(

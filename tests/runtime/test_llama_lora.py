@@ -13,6 +13,7 @@ import pytest
 from localmodel_runtime.backends.base import ModelLoadError, SamplingParams, TextPiece
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig, unsupported_keys
+from tests.support.model_configs import TINY_LLAMA, model_config
 from tests.support.router_fixtures import runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 from tests.support.tiny_lora import write_tiny_lora
@@ -34,8 +35,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Path:
 
 
 def config(**keys: Any) -> ModelConfig:
-    base = {"name": "tiny", "backend": "llama", "context_size": 256, "parameters": {"model": "tiny.gguf"}}
-    return ModelConfig.model_validate({**base, **keys})
+    return model_config(TINY_LLAMA, **keys)
 
 
 async def greedy(models: Path, **keys: Any) -> str:

@@ -15,6 +15,7 @@ import pytest
 from localmodel_runtime.backends.base import Finished, ModelLoadError, SamplingParams, TextPiece
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig, unsupported_keys
+from tests.support.model_configs import TINY_LLAMA, model_config
 from tests.support.router_fixtures import runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 from tests.support.tiny_gguf import write_tiny_gguf
@@ -33,8 +34,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, gemma_gguf
 
 
 def config(**keys: Any) -> ModelConfig:
-    base = {"name": "tiny", "backend": "llama", "context_size": 256, "parameters": {"model": "tiny.gguf"}}
-    return ModelConfig.model_validate({**base, "options": ["parallel:3"], **keys})
+    return model_config(TINY_LLAMA, options=["parallel:3"], **keys)
 
 
 async def outputs(models: Path, params: SamplingParams, **keys: Any) -> tuple[list[tuple[str, int]], Any]:

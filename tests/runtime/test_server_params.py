@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.support.model_configs import tiny_gguf_config
 from tests.support.runtime_server import runtime_server
 
 
 def config(**keys: Any) -> dict[str, Any]:
     parameters = {"model": "tiny.gguf", "temperature": 0, "max_tokens": 6, "ignore_eos": True}
-    return {"name": "tiny", "backend": "llama", "context_size": 256, "parameters": parameters, **keys}
+    return tiny_gguf_config(parameters=parameters, **keys)
 
 
 def test_yaml_defaults_and_stopwords(tmp_path: Path, tiny_gguf: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from localmodel_runtime.config import ModelConfig
 from localmodel_runtime.server.errors import APIError
 from localmodel_runtime.server.tools import json_output, parse_reply, plan_tools
+from tests.support.model_configs import model_config
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
@@ -18,7 +19,7 @@ TOOLS = [
 
 
 def config(**function: Any) -> ModelConfig:
-    return ModelConfig.model_validate({"name": "m", **({"function": function} if function else {})})
+    return model_config(function=function) if function else model_config()
 
 
 def test_plan_offers_the_tools_and_the_no_action_answer() -> None:
