@@ -16,6 +16,7 @@ from ..templates import RenderError
 from . import protocol
 from .errors import APIError
 from .framing import OpenAIStreamEnd
+from .images import image_refs, load_images
 from .serving import (
     ModelServer,
     choice_count,
@@ -170,6 +171,19 @@ def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | 
     return tools, choice
 
 
+async def _images(server: ModelServer, messages: list[dict[str, Any]]) -> list[bytes]:
+    """The messages' images, fetched and checked; a 400 when the model cannot read images."""
+    refs = image_refs(messages)
+    if refs and not server.backend.capabilities().vision:
+        raise APIError(
+            400,
+            f"{refs[0].param}: this model does not accept images (its configuration has no `mmproj`, "
+            "the multimodal projector).",
+            param=refs[0].param,
+        )
+    return await load_images(refs) if refs else []
+
+
 async def create_chat_completion(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
     body = await read_body(request, server.max_body_bytes)
@@ -177,11 +191,13 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     server.check_model(req.model)
     server.note_prompt(body)
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
+    images = await _images(server, messages)
     tools, tool_choice = _tools(req)
     prompt = await render_chat(
         server, messages, tools, tool_choice, metadata=req.metadata, reasoning_effort=req.reasoning_effort
     )
     params = sampling_params(server.config, req, req.max_completion_tokens or req.max_tokens)
+    params.images = images
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     structured = server.backend.capabilities().structured_output
     plan = plan_tools(server.config, tools, tool_choice, structured)
