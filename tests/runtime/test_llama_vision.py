@@ -4,6 +4,7 @@ which image the model saw. Bad images and projectors are a 400 or a load error, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 from collections.abc import Iterator
@@ -71,6 +72,24 @@ async def test_the_model_sees_the_image(models: Path) -> None:
         both = "<__media__><__media__>x"
         assert await greedy(backend, both, [RED, GREEN]) != await greedy(backend, both, [GREEN, RED])
         assert await greedy(backend, "<s><user>what is this?\n<assistant>", []) == text_only
+    finally:
+        await backend.close()
+
+
+async def test_image_requests_run_in_the_batch_with_text_ones(models: Path) -> None:
+    backend = LlamaBackend(config(mmproj="mmproj.gguf", options=["parallel:3"]), models)
+    await backend.load()
+    try:
+        text = "<s><user>what is this?\n<assistant>"
+        alone = [await greedy(backend, text, []), await greedy(backend, CHAT_PROMPT, [RED])]
+        alone.append(await greedy(backend, CHAT_PROMPT, [GREEN]))
+        # An image is decoded into its sequence between the batches that carry the other sequences.
+        together = await asyncio.gather(
+            greedy(backend, text, []),
+            greedy(backend, CHAT_PROMPT, [RED]),
+            greedy(backend, CHAT_PROMPT, [GREEN]),
+        )
+        assert list(together) == alone
     finally:
         await backend.close()
 
