@@ -18,7 +18,7 @@ from localmodel_runtime.backends.base import ModelLoadError, SamplingParams, Tex
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig, unsupported_keys
 from localmodel_runtime.fetch.fetcher import plan_fetches
-from localmodel_runtime.server.images import MAX_IMAGE_BYTES
+from localmodel_runtime.server.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from tests.support.http_files import serve_directory
 from tests.support.net import free_port
 from tests.support.router_fixtures import runtime_or_router
@@ -234,6 +234,11 @@ def test_bad_images_are_a_400(server: RuntimeServer, files: str) -> None:
                 client.chat.completions.create(model="tiny", messages=message(url), max_tokens=4)
             assert expected in caught.value.message, url[:80]
             assert caught.value.param is not None and caught.value.param.startswith("messages")
+        many = [{"type": "image_url", "image_url": {"url": data_url(RED)}}] * (MAX_IMAGES + 1)
+        with pytest.raises(openai.BadRequestError, match=f"at most {MAX_IMAGES} images"):
+            client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": many}], max_tokens=4
+            )
         # The runtime is still there and serves the next image.
         reply = client.chat.completions.create(model="tiny", messages=message(data_url(RED)), max_tokens=4)
         assert reply.choices[0].finish_reason == "length"

@@ -3,8 +3,9 @@ take them (message by message, part by part), read from `data:` URLs or fetched 
 
 Every way an image can be wrong is the client's and a 400 naming the part: a scheme other than data,
 http and https, a URL that does not answer (within FETCH_TIMEOUT) or answers with an error, more than
-MAX_IMAGE_BYTES, a file that is not one of the formats the backend decodes, or a header that claims more
-than MAX_IMAGE_PIXELS (image_headers.py: decoding such a file would take gigabytes).
+MAX_IMAGE_BYTES, a file that is not one of the formats the backend decodes, or a header that claims
+more than MAX_IMAGE_PIXELS (image_headers.py: decoding such a file would take gigabytes); and more than
+MAX_IMAGES images in one request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """The largest image file accepted (a data: URL is also bounded by the request body's limit)."""
 MAX_IMAGE_PIXELS = 40_000_000
 """The most pixels an image may have (decoded, it takes 3 bytes per pixel)."""
+MAX_IMAGES = 16
+"""The most images one request may carry (each is held in memory while the request runs)."""
 FETCH_TIMEOUT = 30.0
 """Seconds an http(s) image may take, from connecting to its last byte."""
 
@@ -53,13 +56,19 @@ def image_refs(messages: list[dict[str, Any]]) -> list[ImageRef]:
             if not isinstance(url, str) or not url:
                 raise APIError(400, f"{param}.url must be the image's URL.", param=f"{param}.url")
             found.append(ImageRef(url, param))
+    if len(found) > MAX_IMAGES:
+        raise APIError(
+            400,
+            f"A request may carry at most {MAX_IMAGES} images; this one has {len(found)}.",
+            param="messages",
+        )
     return found
 
 
 async def load_images(refs: list[ImageRef]) -> list[bytes]:
     """Every image's file, checked (format and size), in order."""
     images: list[bytes] = []
-    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=True, trust_env=False) as client:
+    async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=True) as client:
         for ref in refs:
             scheme = ref.url.partition(":")[0].lower()
             if scheme == "data":
