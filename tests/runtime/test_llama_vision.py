@@ -220,6 +220,7 @@ def bad_images(files: str) -> list[tuple[str, str]]:
         ("data:image/png;base64,@@@", "not valid base64"),
         (data_url(huge_header), "too large (PNG, 10000x10000 pixels"),
         (data_url(corrupt), "could not be decoded"),
+        (data_url(png_image(0, 0, (0, 0, 0))), "the image is empty"),
         (f"{files}/huge.png", f"larger than {MAX_IMAGE_BYTES} bytes"),
         (f"{files}/missing.png", "answered HTTP 404"),
         (f"http://127.0.0.1:{free_port()}/red.png", "could not be fetched"),

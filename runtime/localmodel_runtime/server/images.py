@@ -128,6 +128,10 @@ def _check(data: bytes, ref: ImageRef) -> None:
     if found is None:
         raise APIError(400, f"{ref.param}: the image is not a {FORMATS} file.", param=ref.param)
     kind, width, height = found
+    if width == 0 or height == 0:
+        raise APIError(
+            400, f"{ref.param}: the image is empty ({kind}, {width}x{height} pixels).", param=ref.param
+        )
     if width * height > MAX_IMAGE_PIXELS:
         raise APIError(
             400,
