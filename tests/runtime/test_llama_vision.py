@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -210,6 +211,54 @@ async def test_an_image_in_a_chat_message_reaches_the_model(
         assert ask(data_url(RED)) == red
         assert ask(data_url(GREEN)) == green
         assert ask(f"{files}/red.png") == red  # fetched over http
+
+
+@pytest.mark.parametrize("where", ["runtime", "router"])
+async def test_images_of_the_responses_and_messages_apis_reach_the_model(
+    models: Path, server: RuntimeServer, where: str
+) -> None:
+    backend = LlamaBackend(config(mmproj="mmproj.gguf"), models)
+    await backend.load()
+    try:
+        red = await greedy(backend, CHAT_PROMPT, [RED])
+    finally:
+        await backend.close()
+    with (
+        runtime_or_router(where, server.base_url, "tiny") as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0) as client,
+        anthropic.Anthropic(base_url=url, api_key="test", max_retries=0) as claude,
+    ):
+        image = {"type": "input_image", "image_url": data_url(RED)}
+        text = {"type": "input_text", "text": "what is this?"}
+        response = client.responses.create(
+            model="tiny",
+            input=[{"role": "user", "content": [image, text]}],  # type: ignore[list-item]
+            max_output_tokens=GREEDY.max_tokens,
+            temperature=0,
+        )
+        assert response.output_text == red
+        source = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(RED).decode()}
+        message = claude.messages.create(
+            model="tiny",
+            max_tokens=GREEDY.max_tokens or 1,
+            extra_body={"temperature": 0},
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "source": source},  # type: ignore[typeddict-item]
+                        {"type": "text", "text": "what is this?"},
+                    ],
+                }
+            ],
+        )
+        assert "".join(b.text for b in message.content if b.type == "text") == red
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.responses.create(
+                model="tiny",
+                input=[{"role": "user", "content": [{"type": "input_image", "image_url": "data:,x"}]}],
+            )
+        assert bad.value.param == "input.0.content.0"
 
 
 def bad_images(files: str) -> list[tuple[str, str]]:

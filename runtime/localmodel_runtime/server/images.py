@@ -1,5 +1,7 @@
 """The images of a chat request: its messages' `image_url` parts, in the order the prompt's media markers
-take them (message by message, part by part), read from `data:` URLs or fetched over http(s).
+take them (message by message, part by part), read from `data:` URLs or fetched over http(s). The
+Responses and Messages APIs turn their images into such parts (`image_part`) and name where each came
+from in their own request.
 
 Every way an image can be wrong is the client's and a 400 naming the part: a scheme other than data,
 http and https, a URL that does not answer (within FETCH_TIMEOUT) or answers with an error, more than
@@ -14,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +43,30 @@ class ImageRef:
     """Where the request names it, for error messages: `messages[1].content[0].image_url`."""
 
 
-def image_refs(messages: list[dict[str, Any]]) -> list[ImageRef]:
-    """The `image_url` parts of `messages`, in prompt order."""
+def image_part(url: str) -> dict[str, Any]:
+    """An image as a chat message's content part."""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+async def request_images(
+    vision: bool, messages: list[dict[str, Any]], params: Sequence[str] | None = None
+) -> list[bytes]:
+    """The images of `messages`, fetched and checked; a 400 when there are images and the model cannot
+    read them (`vision` false). `params` names each image in the request, when it is not a chat one."""
+    refs = image_refs(messages, params)
+    if refs and not vision:
+        raise APIError(
+            400,
+            f"{refs[0].param}: this model does not accept images (its configuration has no `mmproj`, "
+            "the multimodal projector).",
+            param=refs[0].param,
+        )
+    return await load_images(refs) if refs else []
+
+
+def image_refs(messages: list[dict[str, Any]], params: Sequence[str] | None = None) -> list[ImageRef]:
+    """The `image_url` parts of `messages`, in prompt order; the k-th is called `params[k]` in errors
+    when given (a Responses or Messages request), else by its place in the chat messages."""
     found: list[ImageRef] = []
     for i, message in enumerate(messages):
         content = message.get("content")
@@ -50,7 +75,7 @@ def image_refs(messages: list[dict[str, Any]]) -> list[ImageRef]:
         for j, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "image_url":
                 continue
-            param = f"messages[{i}].content[{j}].image_url"
+            param = params[len(found)] if params is not None else f"messages[{i}].content[{j}].image_url"
             value = part.get("image_url")
             url = value.get("url") if isinstance(value, dict) else value
             if not isinstance(url, str) or not url:

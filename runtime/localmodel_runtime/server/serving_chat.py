@@ -16,7 +16,7 @@ from ..templates import RenderError
 from . import protocol
 from .errors import APIError
 from .framing import OpenAIStreamEnd
-from .images import image_refs, load_images
+from .images import request_images
 from .serving import (
     ModelServer,
     choice_count,
@@ -171,19 +171,6 @@ def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | 
     return tools, choice
 
 
-async def _images(server: ModelServer, messages: list[dict[str, Any]]) -> list[bytes]:
-    """The messages' images, fetched and checked; a 400 when the model cannot read images."""
-    refs = image_refs(messages)
-    if refs and not server.backend.capabilities().vision:
-        raise APIError(
-            400,
-            f"{refs[0].param}: this model does not accept images (its configuration has no `mmproj`, "
-            "the multimodal projector).",
-            param=refs[0].param,
-        )
-    return await load_images(refs) if refs else []
-
-
 async def create_chat_completion(server: ModelServer, request: Request) -> Response:
     arrival = time.perf_counter()
     body = await read_body(request, server.max_body_bytes)
@@ -191,7 +178,7 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     server.check_model(req.model)
     server.note_prompt(body)
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
-    images = await _images(server, messages)
+    images = await request_images(server.backend.capabilities().vision, messages)
     tools, tool_choice = _tools(req)
     prompt = await render_chat(
         server, messages, tools, tool_choice, metadata=req.metadata, reasoning_effort=req.reasoning_effort
