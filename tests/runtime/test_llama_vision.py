@@ -15,7 +15,7 @@ import anthropic
 import openai
 import pytest
 
-from localmodel_runtime.backends.base import ModelLoadError, SamplingParams, TextPiece
+from localmodel_runtime.backends.base import Finished, ModelLoadError, SamplingParams, TextPiece
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig, unsupported_keys
 from localmodel_runtime.fetch.fetcher import plan_fetches
@@ -24,7 +24,8 @@ from tests.support.http_files import serve_directory
 from tests.support.net import free_port
 from tests.support.router_fixtures import runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
-from tests.support.tiny_mmproj import png_image, write_tiny_mmproj
+from tests.support.tiny_gguf import write_tiny_gguf
+from tests.support.tiny_mmproj import png_image, write_tiny_mmproj, write_tiny_qwen2vl_mmproj
 
 RED = png_image(40, 30, (220, 20, 20))
 GREEN = png_image(40, 30, (20, 220, 20))
@@ -73,6 +74,35 @@ async def test_the_model_sees_the_image(models: Path) -> None:
         both = "<__media__><__media__>x"
         assert await greedy(backend, both, [RED, GREEN]) != await greedy(backend, both, [GREEN, RED])
         assert await greedy(backend, "<s><user>what is this?\n<assistant>", []) == text_only
+    finally:
+        await backend.close()
+
+
+async def test_m_rope_images_take_fewer_positions_than_embeddings(tmp_path: Path) -> None:
+    write_tiny_gguf(tmp_path / "qwen.gguf", architecture="qwen2vl")
+    write_tiny_qwen2vl_mmproj(tmp_path / "mmproj.gguf")
+    keys = {"parameters": {"model": "qwen.gguf"}, "mmproj": "mmproj.gguf", "options": ["parallel:2"]}
+    backend = LlamaBackend(config(**keys), tmp_path)
+    await backend.load()
+    try:
+        prompt = "<__media__>what"
+        red, green = await greedy(backend, prompt, [RED]), await greedy(backend, prompt, [GREEN])
+        assert red != green
+        # Text after the image sits at the image's last position + 1 (M-RoPE), in a batch with others.
+        assert list(
+            await asyncio.gather(greedy(backend, prompt, [GREEN]), greedy(backend, prompt, [RED]))
+        ) == [
+            green,
+            red,
+        ]
+        # 12 embeddings in 4 positions: a generation to the end of the context stops when the cells (not
+        # the positions) are full, so it leaves the 8 cells the image fills beyond its positions (the last
+        # token is sampled, never decoded: it takes no cell, hence the + 1).
+        params = SamplingParams(temperature=0, max_tokens=None, ignore_eos=True, images=[RED])
+        finished = [e async for e in backend.generate(prompt, params) if isinstance(e, Finished)]
+        (end,) = finished
+        assert end.finish_reason == "length"
+        assert end.prompt_tokens + end.completion_tokens == backend.capabilities().context_size + 1 - 8
     finally:
         await backend.close()
 
