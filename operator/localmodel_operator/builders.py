@@ -107,7 +107,7 @@ def config_hash(config_map: Manifest) -> str:
 
 
 def needs_fetch(spec: LocalModelSpec) -> bool:
-    return bool(spec.download_files) or spec.model_uri is not None
+    return bool(spec.download_files) or spec.model_uri is not None or spec.mmproj_uri is not None
 
 
 def build_service(model: Model) -> Manifest:

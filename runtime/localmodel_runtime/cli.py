@@ -231,6 +231,10 @@ def check(args: argparse.Namespace) -> int:
         local_file = backend in ("llama", "llama-ggml", "rwkv") and model and config.model_uri is None
         if local_file and model not in fetched and not (args.models_dir / str(model)).exists():
             problems.append((1, f"parameters.model {model!r} is not in {args.models_dir}"))
+        mmproj = config.mmproj_file
+        local_mmproj = backend == "llama" and mmproj and config.mmproj_uri is None and mmproj not in fetched
+        if local_mmproj and not (args.models_dir / str(mmproj)).exists():
+            problems.append((1, f"mmproj {mmproj!r} is not in {args.models_dir}"))
         for key in unsupported_keys(config):
             print(f"{label}: warning: {key} is kept but not acted on")
         for severity, problem in problems:

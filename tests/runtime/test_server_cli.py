@@ -96,3 +96,6 @@ def test_check(tmp_path: Path, tiny_gguf: Path) -> None:
         "tiny: template.chat" in result.stdout
         and "v: backend vllm needs the `localmodel[vllm]` extra" in result.stdout
     )
+    vision = write_config(tmp_path, tiny_config(mmproj="mmproj.gguf"))
+    result = run_cli("check", "--config", vision, "--models-dir", tiny_gguf.parent)
+    assert result.returncode == 1 and "tiny: mmproj 'mmproj.gguf' is not in" in result.stdout

@@ -179,7 +179,7 @@ def test_errors_are_anthropic_shaped(client: anthropic.Anthropic, base_url: str)
                 {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}
             ],
         )
-    assert "image blocks are not supported" in image.value.body["error"]["message"]
+    assert "does not accept images" in image.value.body["error"]["message"]
     with pytest.raises(anthropic.BadRequestError) as thinking:
         client.messages.create(
             model="tiny",

@@ -186,7 +186,7 @@ def test_errors(client: openai.OpenAI) -> None:
         client.responses.create(
             model="tiny", input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]
         )
-    assert "input_image parts are not supported" in image.value.message
+    assert "does not accept images" in image.value.message
     with pytest.raises(openai.BadRequestError) as web:
         client.responses.create(model="tiny", input="x", tools=[{"type": "web_search"}])
     assert web.value.param == "tools.0.type"

@@ -4,6 +4,9 @@ llama.cpp loads it like any model and generates tokens in microseconds, so the l
 need no download. The tokenizer is a SentencePiece ("llama") vocabulary of 3 specials, the word
 separator `▁` and the 256 byte-fallback tokens `<0x00>`…`<0xFF>`: every text tokenizes (one token per
 UTF-8 byte), and random output exercises incomplete and invalid UTF-8 on the way back.
+
+`architecture="qwen2vl"` writes the same model as a Qwen2-VL text model (biases on q, k and v, and
+M-RoPE's position sections), the kind whose images take fewer positions than embeddings.
 """
 
 from __future__ import annotations
@@ -62,10 +65,11 @@ def write_tiny_gguf(
     seed: int = 0,
     chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
     context_length: int = N_CTX_TRAIN,
+    architecture: str = "llama",
 ) -> Path:
     """Write the model to `path` (about 0.3 MB) and return the path."""
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name("tiny-random-llama")
     writer.add_context_length(context_length)
     writer.add_embedding_length(N_EMBD)
@@ -76,6 +80,10 @@ def write_tiny_gguf(
     writer.add_rope_dimension_count(N_EMBD // N_HEAD)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    qwen2vl = architecture == "qwen2vl"
+    if qwen2vl:
+        # Rotary dimensions per M-RoPE section (time, height, width, unused): half the head's width.
+        writer.add_array("qwen2vl.rope.dimension_sections", [2, 3, 3, 0])
 
     add_byte_tokenizer(writer)
     if chat_template is not None:
@@ -94,6 +102,13 @@ def write_tiny_gguf(
         writer.add_tensor(f"blk.{i}.attn_k.weight", weight(N_HEAD_KV * head_dim, N_EMBD))
         writer.add_tensor(f"blk.{i}.attn_v.weight", weight(N_HEAD_KV * head_dim, N_EMBD))
         writer.add_tensor(f"blk.{i}.attn_output.weight", weight(N_EMBD, N_EMBD))
+        if qwen2vl:
+            for name, width in (
+                ("attn_q", N_EMBD),
+                ("attn_k", N_HEAD_KV * head_dim),
+                ("attn_v", N_HEAD_KV * head_dim),
+            ):
+                writer.add_tensor(f"blk.{i}.{name}.bias", np.zeros(width, dtype=np.float32))
         writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
         writer.add_tensor(f"blk.{i}.ffn_gate.weight", weight(N_FF, N_EMBD))
         writer.add_tensor(f"blk.{i}.ffn_up.weight", weight(N_FF, N_EMBD))

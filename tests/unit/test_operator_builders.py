@@ -101,6 +101,15 @@ def test_files_to_download_get_a_fetch_init_container() -> None:
     assert env["HF_HOME"] == "/models/.cache/huggingface"
 
 
+def test_a_projector_uri_gets_the_fetch_init_container_too() -> None:
+    local = {"backend": "llama", "parameters": {"model": "m.gguf"}, "mmproj": "mmproj.gguf"}
+    vision = model(local)
+    assert "initContainers" not in pod_spec(build_children(vision, place(vision.spec, SETTINGS), 600))
+    fetched = model({**local, "mmproj": "huggingface://owner/repo/mmproj-f16.gguf"})
+    (init,) = pod_spec(build_children(fetched, place(fetched.spec, SETTINGS), 600))["initContainers"]
+    assert init["name"] == "fetch"
+
+
 def test_storage_choices() -> None:
     koala = example("koala")  # storage.size with keepOnDelete: a claim that outlives the LocalModel
     children = build_children(koala, place(koala.spec, SETTINGS), 600)

@@ -61,6 +61,8 @@ class Capabilities:
     """Context window in tokens (0 when the backend cannot tell)."""
     structured_output: bool = False
     """Whether `SamplingParams.json_schema` (and `grammar`) can constrain what it generates."""
+    vision: bool = False
+    """Whether the prompt may carry images (`SamplingParams.images`; a llama model with `mmproj`)."""
 
 
 @dataclass
@@ -90,6 +92,9 @@ class SamplingParams:
     ignore_eos: bool = False
     stop: list[str] = field(default_factory=list)
     """Stop sequences; backends may stop early on them, the server always enforces them exactly."""
+    images: list[bytes] = field(default_factory=list)
+    """Encoded image files (PNG, JPEG, ...) that the prompt's media markers stand for, in order; only for
+    a backend whose capabilities say `vision` (the server refuses images for the others)."""
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,10 @@ class TemplateConfig(LocalAIBlock):
     join_chat_messages_by_character: LenientStr | None = opt(
         'Separator between rendered messages (default "\\n").'
     )
-    multimodal: LenientStr | None = opt("Per-message media-marker template (.Text, .Images, .Audio, .Video).")
+    multimodal: LenientStr | None = opt(
+        "Per-message media-marker template (.Text, .Images, .Audio, .Video): where a message's images go "
+        "for a model with mmproj (served by: llama)."
+    )
     reply_prefix: LenientStr | None = opt("Text prepended to the model's reply (and streamed first).")
 
 

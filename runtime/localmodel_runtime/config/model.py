@@ -74,7 +74,10 @@ class ModelConfig(LocalAIBlock):
 
     # Model files
     parameters: Parameters | None = opt("Model file and default request parameters.")
-    mmproj: LenientStr | None = opt("Multimodal projector file.")
+    mmproj: LenientStr | None = opt(
+        "Multimodal projector GGUF (or a URI fetched like parameters.model): chat messages may carry "
+        "images (served by: llama)."
+    )
     draft_model: LenientStr | None = opt(
         "Draft GGUF for speculative decoding, with the model's vocabulary (served by: llama)."
     )
@@ -201,10 +204,16 @@ class ModelConfig(LocalAIBlock):
             raise ValueError("backend must match ^[a-zA-Z0-9_-]+$")
         return _safe_relative_path(value, "backend")
 
-    @field_validator("mmproj", "draft_model", "lora_adapter", "prompt_cache_path")
+    @field_validator("draft_model", "lora_adapter", "prompt_cache_path")
     @classmethod
     def _relative_files(cls, value: str | None) -> str | None:
         return _safe_relative_path(value, "path")
+
+    @field_validator("mmproj")
+    @classmethod
+    def _relative_mmproj(cls, value: str | None) -> str | None:
+        # A URI is fetched to a checked name, like parameters.model's.
+        return value if value and looks_like_uri(value) else _safe_relative_path(value, "path")
 
     @field_validator("lora_adapters")
     @classmethod
@@ -244,13 +253,17 @@ class ModelConfig(LocalAIBlock):
     def model_file(self) -> str | None:
         """What the backend loads: `parameters.model`, or for a URI the file it is fetched to (LocalAI
         allows `model: huggingface://owner/repo/file.gguf`)."""
-        model = self.parameters.model if self.parameters else None
-        if model and looks_like_uri(model):
-            try:
-                return local_model_name(model)
-            except FetchError:
-                return model  # the fetch step reports it
-        return model
+        return _local_file(self.parameters.model if self.parameters else None)
+
+    @property
+    def mmproj_uri(self) -> str | None:
+        """`mmproj` when it is a URI that `localmodel-runtime fetch` downloads, else None."""
+        return self.mmproj if self.mmproj and looks_like_uri(self.mmproj) else None
+
+    @property
+    def mmproj_file(self) -> str | None:
+        """The projector file the llama backend loads: `mmproj`, or for a URI the file it is fetched to."""
+        return _local_file(self.mmproj)
 
     @property
     def option_values(self) -> dict[str, str]:
@@ -262,6 +275,16 @@ class ModelConfig(LocalAIBlock):
         return parsed
 
 
+def _local_file(value: str | None) -> str | None:
+    """A file of the models directory: `value`, or for a URI the name it is fetched to."""
+    if value and looks_like_uri(value):
+        try:
+            return local_model_name(value)
+        except FetchError:
+            return value  # the fetch step reports it
+    return value
+
+
 # Keys a LocalModel accepts and keeps but that localmodel does not act on (yet). They are reported in
 # `status.unsupported` (and by the importer) when set, so nothing is dropped silently.
 NOT_SERVED: frozenset[str] = frozenset(
@@ -269,7 +292,6 @@ NOT_SERVED: frozenset[str] = frozenset(
         "pinned",
         "concurrency_groups",
         "feature_flags",
-        "mmproj",
         "artifacts",
         "numa",
         "no_mulmatq",
@@ -320,7 +342,6 @@ NOT_SERVED: frozenset[str] = frozenset(
         "compression",
         "no_kv_offloading",
         "overrides",
-        "template.multimodal",
         "parameters.tfz",
         "parameters.clip_skip",
         "parameters.negative_prompt",
@@ -341,4 +362,8 @@ SERVED_BY: dict[str, frozenset[str]] = {
     "reranking": frozenset({"llama", "transformers"}),
     "draft_model": frozenset({"llama"}),
     "n_draft": frozenset({"llama"}),
+    "mmproj": frozenset({"llama"}),
+    # The multimodal template places the markers of a message's images; only a model that reads images
+    # needs them.
+    "template.multimodal": frozenset({"llama"}),
 }

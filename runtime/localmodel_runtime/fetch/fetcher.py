@@ -113,14 +113,14 @@ def plan_fetches(configs: Sequence[ModelConfig]) -> list[FetchItem]:
         for i, entry in enumerate(config.download_files or []):
             origin = f"{label} download_files[{i}]"
             items.append(FetchItem(entry.filename, entry.uri, _normalise_sha(entry.sha256, origin), origin))
-        model = config.model_uri
-        if model:
-            origin = f"{label} parameters.model"
-            try:
-                name = local_model_name(model)
-            except FetchError as exc:
-                raise FetchError(f"{origin}: {exc}") from None
-            items.append(FetchItem(name, model, None, origin))
+        for key, uri in (("parameters.model", config.model_uri), ("mmproj", config.mmproj_uri)):
+            if uri:
+                origin = f"{label} {key}"
+                try:
+                    name = local_model_name(uri)
+                except FetchError as exc:
+                    raise FetchError(f"{origin}: {exc}") from None
+                items.append(FetchItem(name, uri, None, origin))
     chosen: dict[str, FetchItem] = {}
     for item in items:
         other = chosen.get(item.filename)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -77,17 +77,24 @@ class ModelServer:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes (checked before and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    body = await read_at_most(request.headers.get("content-length"), request.stream(), limit)
+    if body is None:
         raise _too_large(limit)
-    chunks: list[bytes] = []
+    return body
+
+
+async def read_at_most(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes | None:
+    """The bytes of `chunks`, or None as soon as they (or the declared Content-Length) pass `limit`."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _too_large(limit: int) -> APIError:

@@ -16,6 +16,7 @@ from ..templates import RenderError
 from . import protocol
 from .errors import APIError
 from .framing import OpenAIStreamEnd
+from .images import request_images
 from .serving import (
     ModelServer,
     choice_count,
@@ -177,11 +178,13 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     server.check_model(req.model)
     server.note_prompt(body)
     messages = [m.model_dump(exclude_none=True) for m in req.messages]
+    images = await request_images(server.backend.capabilities().vision, messages)
     tools, tool_choice = _tools(req)
     prompt = await render_chat(
         server, messages, tools, tool_choice, metadata=req.metadata, reasoning_effort=req.reasoning_effort
     )
     params = sampling_params(server.config, req, req.max_completion_tokens or req.max_tokens)
+    params.images = images
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     structured = server.backend.capabilities().structured_output
     plan = plan_tools(server.config, tools, tool_choice, structured)

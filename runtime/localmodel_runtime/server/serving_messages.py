@@ -24,6 +24,7 @@ from starlette.responses import Response
 from ..anthropic_errors import anthropic_error, from_openai_error
 from . import protocol
 from .errors import APIError
+from .images import image_part, request_images
 from .protocol_messages import STOP_REASONS, Block, MessagesRequest, message
 from .serving import ModelServer, parse, read_body, respond, sampling_params
 from .serving_chat import ToolChatFraming, render_chat
@@ -64,12 +65,16 @@ def chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
             messages.append({"role": turn.role, "content": turn.content})
             continue
         texts: list[str] = []
+        parts: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
         for j, block in enumerate(turn.content):
             where = f"messages.{i}.content.{j}"
             kind = block.get("type")
             if kind == "text":
                 texts.append(str(block.get("text") or ""))
+                parts.append({"type": "text", "text": texts[-1]})
+            elif kind == "image" and turn.role == "user":
+                parts.append(image_part(_image_url(block, where)))
             elif kind == "tool_use" and turn.role == "assistant":
                 arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
                 function = {"name": str(_block_field(block, "name", where)), "arguments": arguments}
@@ -82,18 +87,42 @@ def chat_messages(req: MessagesRequest) -> list[dict[str, Any]]:
                     content = f"Error: {content}"
                 call_id = str(_block_field(block, "tool_use_id", where))
                 messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
-            elif kind in ("image", "document", "thinking", "redacted_thinking"):
+            elif kind in ("document", "thinking", "redacted_thinking"):
                 raise APIError(400, f"{where}: {kind} blocks are not supported by this model.", param=where)
             else:
                 raise APIError(
                     400, f"{where}: unsupported content block type {kind!r}.", param=f"{where}.type"
                 )
-        if texts or calls:
-            chat: dict[str, Any] = {"role": turn.role, "content": "\n".join(texts)}
+        if texts or calls or parts:
+            text_or_parts = parts if len(parts) > len(texts) else "\n".join(texts)
+            chat: dict[str, Any] = {"role": turn.role, "content": text_or_parts}
             if calls:
                 chat["tool_calls"] = calls
             messages.append(chat)
     return messages
+
+
+def _image_url(block: Block, where: str) -> str:
+    """An image block's source as a URL: a `base64` source as a data: URL, a `url` source as it is."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64" and isinstance(source, dict):
+        media_type = str(source.get("media_type") or "image/png")
+        return f"data:{media_type};base64,{_block_field(source, 'data', f'{where}.source')}"
+    if kind == "url" and isinstance(source, dict):
+        return str(_block_field(source, "url", f"{where}.source"))
+    raise APIError(400, f"{where}.source: an image source is base64 or url.", param=f"{where}.source.type")
+
+
+def image_params(req: MessagesRequest) -> list[str]:
+    """Where each image of the request is, in prompt order (for error messages)."""
+    return [
+        f"messages.{i}.content.{j}"
+        for i, turn in enumerate(req.messages)
+        if not isinstance(turn.content, str) and turn.role == "user"
+        for j, block in enumerate(turn.content)
+        if block.get("type") == "image"
+    ]
 
 
 def chat_tools(req: MessagesRequest) -> tuple[list[dict[str, Any]] | None, Any]:
@@ -229,11 +258,13 @@ def message_events(whole: dict[str, Any]) -> bytes:
     return b"".join(out)
 
 
-async def _prompt(server: ModelServer, req: MessagesRequest) -> tuple[str, Any, Any]:
-    """The rendered prompt of the request, and its tools and tool choice in chat completions' form."""
+async def _prompt(server: ModelServer, req: MessagesRequest) -> tuple[str, list[dict[str, Any]], Any, Any]:
+    """The rendered prompt of the request, its chat messages, and its tools and tool choice in chat
+    completions' form."""
     tools, tool_choice = chat_tools(req)
-    prompt = await render_chat(server, chat_messages(req), tools, tool_choice)
-    return prompt, tools, tool_choice
+    messages = chat_messages(req)
+    prompt = await render_chat(server, messages, tools, tool_choice)
+    return prompt, messages, tools, tool_choice
 
 
 async def count_tokens(server: ModelServer, request: Request) -> Response:
@@ -246,7 +277,7 @@ async def count_tokens(server: ModelServer, request: Request) -> Response:
         body.setdefault("max_tokens", 1)  # not part of this request's schema
     req = parse(MessagesRequest, orjson.dumps(body) if body is not None else b"{")
     server.check_model(req.model)
-    prompt, _, _ = await _prompt(server, req)
+    prompt, _, _, _ = await _prompt(server, req)
     tokens = await asyncio.to_thread(server.backend.tokenize, prompt)
     return json_response({"input_tokens": len(tokens)})
 
@@ -257,11 +288,12 @@ async def create_message(server: ModelServer, request: Request) -> Response:
     req = parse(MessagesRequest, body)
     server.check_model(req.model)
     server.note_prompt(body)
-    prompt, tools, tool_choice = await _prompt(server, req)
+    prompt, messages, tools, tool_choice = await _prompt(server, req)
     sampling = protocol.SamplingRequest.model_validate(
         {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k, "stop": req.stop_sequences}
     )
     params = sampling_params(server.config, sampling, req.max_tokens)
+    params.images = await request_images(server.backend.capabilities().vision, messages, image_params(req))
     framing = MessagesFraming(server.name)
     plan = plan_tools(server.config, tools, tool_choice, server.backend.capabilities().structured_output)
     common: dict[str, Any] = {

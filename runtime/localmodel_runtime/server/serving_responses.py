@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from . import protocol
 from .errors import APIError
+from .images import image_part, request_images
 from .protocol_responses import Item, ResponsesRequest, message_item, new_id, response
 from .serving import ModelServer, parse, read_body, respond, sampling_params
 from .serving_chat import ToolChatFraming, render_chat
@@ -28,24 +29,51 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 
 def _content_text(content: Any, where: str) -> str:
+    parts = _content_parts(content, where, images=False)
+    assert isinstance(parts, str)  # without images the content is text
+    return parts
+
+
+def _content_parts(content: Any, where: str, *, images: bool = True) -> str | list[dict[str, Any]]:
+    """A message's content as chat content: its text, or with images (`input_image` with an
+    `image_url`) a list of text and image parts."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise APIError(400, f"{where}: content must be a string or a list of parts.", param=where)
     texts = []
+    parts: list[dict[str, Any]] = []
     for k, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
             texts.append(str(part.get("text") or ""))
+            parts.append({"type": "text", "text": texts[-1]})
+        elif kind == "input_image" and images and isinstance(part.get("image_url"), str):
+            parts.append(image_part(part["image_url"]))
         elif kind in ("input_image", "input_file", "input_audio"):
-            raise APIError(
-                400, f"{where}.{k}: {kind} parts are not supported by this model.", param=f"{where}.{k}"
-            )
+            if kind == "input_image" and images:
+                problem = "an input_image part needs an image_url (file_id is not supported)"
+            else:
+                problem = f"{kind} parts are not supported here"
+            raise APIError(400, f"{where}.{k}: {problem}.", param=f"{where}.{k}")
         else:
             raise APIError(
                 400, f"{where}.{k}: unsupported content part type {kind!r}.", param=f"{where}.{k}.type"
             )
-    return "\n".join(texts)
+    return parts if len(parts) > len(texts) else "\n".join(texts)
+
+
+def image_params(req: ResponsesRequest) -> list[str]:
+    """Where each image of the request is, in prompt order (for error messages)."""
+    if isinstance(req.input, str):
+        return []
+    return [
+        f"input.{i}.content.{k}"
+        for i, item in enumerate(req.input)
+        if item.get("type", "message") == "message" and isinstance(item.get("content"), list)
+        for k, part in enumerate(item["content"])
+        if isinstance(part, dict) and part.get("type") == "input_image"
+    ]
 
 
 def chat_messages(req: ResponsesRequest) -> list[dict[str, Any]]:
@@ -64,7 +92,9 @@ def chat_messages(req: ResponsesRequest) -> list[dict[str, Any]]:
                 raise APIError(
                     400, f"{where}.role must be user, assistant, system or developer.", param=f"{where}.role"
                 )
-            messages.append({"role": role, "content": _content_text(item.get("content"), f"{where}.content")})
+            messages.append(
+                {"role": role, "content": _content_parts(item.get("content"), f"{where}.content")}
+            )
         elif kind == "function_call":
             call = {
                 "id": str(item.get("call_id") or item.get("id") or new_id("call")),
@@ -259,11 +289,14 @@ async def create_response(server: ModelServer, request: Request) -> Response:
             param="previous_response_id",
         )
     tools, tool_choice = chat_tools(req)
-    prompt = await render_chat(server, chat_messages(req), tools, tool_choice, param="input")
+    messages = chat_messages(req)
+    images = await request_images(server.backend.capabilities().vision, messages, image_params(req))
+    prompt = await render_chat(server, messages, tools, tool_choice, param="input")
     sampling = protocol.SamplingRequest.model_validate(
         {"temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
     )
     params = sampling_params(server.config, sampling, req.max_output_tokens)
+    params.images = images
     structured = server.backend.capabilities().structured_output
     common: dict[str, Any] = {
         "prompts": [(prompt, server.renderer.reply_prefix)],

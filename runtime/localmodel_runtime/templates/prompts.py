@@ -25,6 +25,8 @@ __all__ = ["PromptRenderer", "RenderError", "TemplateError"]
 
 log = logging.getLogger(__name__)
 
+MEDIA_MARKER = "<__media__>"
+"""llama.cpp's marker for one image in a prompt (mtmd's default)."""
 DEFAULT_MULTIMODAL = (
     "{{ range .Audio }}<__media__>{{end}}{{ range .Images }}<__media__>{{end}}"
     "{{ range .Video }}[vid-{{.ID}}]{{end}}{{.Text}}"
@@ -340,7 +342,26 @@ class PromptRenderer:
         for key, value in (metadata or {}).items():
             if key not in RESERVED_VARIABLES and key not in kwargs:
                 kwargs[key] = value
+        messages = [_marked_images(message) for message in messages]
         return self.tokenizer_template.render(messages, tools if tool_choice != "none" else None, kwargs)
+
+
+def _marked_images(message: dict[str, Any]) -> dict[str, Any]:
+    """A message whose content parts include images, as text with a media marker per image (what
+    llama-server gives a chat template): a model's template renders text content whatever it expects
+    of images, and llama.cpp finds the images at the markers."""
+    content = message.get("content")
+    if not isinstance(content, list) or not any(
+        isinstance(part, dict) and part.get("type") == "image_url" for part in content
+    ):
+        return message
+    text = ""
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            text += MEDIA_MARKER
+        elif isinstance(part, dict) and part.get("type") == "text":
+            text += str(part.get("text", ""))
+    return {**message, "content": text}
 
 
 RESERVED_VARIABLES = frozenset({"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"})

@@ -2,7 +2,8 @@
 
 `load()` maps every llama.cpp key of the LocalAI model YAML onto llama.cpp's model and context
 parameters, then hands the context to a `BatchEngine` (batch.py) that runs up to `parallel`
-requests together. Embeddings (`embeddings: true`) use a second, small context in embedding mode.
+requests together. Embeddings (`embeddings: true`) use a second, small context in embedding mode. With
+`mmproj` the model also reads images (vision.py).
 `llama_cpp` is imported only in `load()`, so pods of other backends never need it.
 """
 
@@ -36,6 +37,7 @@ from .params import batch_size, context_length, context_params, model_params, pa
 from .pooled import PooledContexts
 from .sampling import build_sampler
 from .spec import DEFAULT_N_DRAFT, Drafter, check_same_vocabulary
+from .vision import IMAGE, Vision, VisionPrompt
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class LlamaBackend(Backend):
         self._mparams: Any = None
         self._draft_ctx: Any = None
         self._drafter: Drafter | None = None
+        self._vision: Vision | None = None
         self._engine: BatchEngine | None = None
         self._keepalive: list[Any] = []
         """ctypes arrays the C side points to (tensor_split) must outlive the model."""
@@ -138,6 +141,11 @@ class LlamaBackend(Backend):
         )
         if cfg.draft_model:
             self._drafter = self._load_draft(n_ctx, parallel, int(lib.llama_n_batch(ctx)))
+        if cfg.mmproj_file:
+            use_gpu = bool(self._mparams.n_gpu_layers) and bool(lib.llama_supports_gpu_offload())
+            self._vision = Vision.load(
+                lib, model, self.models_dir / cfg.mmproj_file, n_threads=cparams.n_threads, use_gpu=use_gpu
+            )
         self._engine = BatchEngine(
             lib,
             model=model,
@@ -150,6 +158,7 @@ class LlamaBackend(Backend):
             eog_tokens=self._eog,
             cache_file=self.models_dir / cfg.prompt_cache_path if cfg.prompt_cache_path else None,
             drafter=self._drafter,
+            vision=self._vision,
         )
         self._info = ModelInfo(
             chat_template=self._meta("tokenizer.chat_template"),
@@ -224,6 +233,7 @@ class LlamaBackend(Backend):
             max_concurrency=engine.n_parallel if engine else 1,
             context_size=self._n_ctx_seq,
             structured_output=True,
+            vision=self._vision is not None,
         )
 
     def model_info(self) -> ModelInfo:
@@ -248,13 +258,23 @@ class LlamaBackend(Backend):
         engine = self._require_loaded()
         # Tokenizing (and below, parsing a grammar) takes a while for a large input: off the event loop,
         # so that other streams and the health probes go on meanwhile.
-        tokens = await asyncio.to_thread(self.tokenize, prompt)
+        vision: VisionPrompt | None = None
+        if params.images:
+            if self._vision is None:
+                raise InvalidRequest(
+                    "This model does not accept images (it has no `mmproj`).", param="messages"
+                )
+            vision = await asyncio.to_thread(self._vision.prompt, prompt, params.images)
+            tokens = vision.tokens
+        else:
+            tokens = await asyncio.to_thread(self.tokenize, prompt)
         if not tokens:
             raise InvalidRequest("the prompt is empty", param="prompt")
-        if len(tokens) >= self._n_ctx_seq:
+        cells = len(tokens) + (vision.extra_cells if vision else 0)
+        if cells >= self._n_ctx_seq:
             raise InvalidRequest(
                 f"This model's maximum context length is {self._n_ctx_seq} tokens, but the prompt has "
-                f"{len(tokens)} tokens (at least one token must be left to generate).",
+                f"{cells} tokens (at least one token must be left to generate).",
                 param="prompt",
                 code="context_length_exceeded",
             )
@@ -268,7 +288,7 @@ class LlamaBackend(Backend):
                 n_ctx=self._n_ctx_seq,
                 params=params,
                 grammar=grammar,
-                prompt=tokens,
+                prompt=[t for t in tokens if t != IMAGE],  # penalties look at the text only
                 eog_tokens=self._eog,
             )
 
@@ -279,7 +299,7 @@ class LlamaBackend(Backend):
             # The client left while the sampler was being built: free it once it is there.
             preparing.add_done_callback(self._free_prepared_sampler)
             raise
-        request = engine.submit(tokens, params, sampler)
+        request = engine.submit(tokens, params, sampler, vision)
         try:
             while True:
                 event = await request.queue.get()
@@ -334,6 +354,9 @@ class LlamaBackend(Backend):
         if self._draft_model:
             lib.llama_model_free(self._draft_model)
             self._draft_model = None
+        if self._vision is not None:
+            self._vision.close()
+            self._vision = None
         if self._lora is not None:
             self._lora.free()
             self._lora = None

@@ -39,8 +39,10 @@ from ..base import (
     SamplingParams,
     TextPiece,
 )
-from .slots import Request, Slot, common_prefix
+from .slot_file import restore_slot, save_slot
+from .slots import DECODED_IMAGE, Request, Slot, common_prefix
 from .spec import Drafter
+from .vision import Vision, VisionPrompt
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class BatchEngine:
         eog_tokens: list[int],
         cache_file: Path | None = None,
         drafter: Drafter | None = None,
+        vision: Vision | None = None,
     ) -> None:
         self._lib = lib
         self._model = model
@@ -76,6 +79,7 @@ class BatchEngine:
         self._n_vocab = lib.llama_vocab_n_tokens(vocab)
         self._n_swa = int(lib.llama_model_n_swa(model)) if hasattr(lib, "llama_model_n_swa") else 0
         self._drafter = drafter
+        self._vision = vision
         per_slot = 1 + (drafter.n_draft if drafter else 0)
         self._batch = lib.llama_batch_init(n_batch + n_parallel * per_slot, 0, 1)
         self._slots = [Slot(seq_id=i) for i in range(n_parallel)]
@@ -89,15 +93,21 @@ class BatchEngine:
         """Prompt tokens taken from a slot's cached KV instead of being read again."""
         self._cache_file = cache_file
         if cache_file is not None and cache_file.is_file():
-            self._restore(cache_file)
+            restore_slot(lib, ctx, self._slots[0], n_ctx_seq, cache_file)
         self._thread = threading.Thread(target=self._run, name="llama-batch-engine", daemon=True)
         self._thread.start()
 
     # -- submitting (any thread) -----------------------------------------------------------------
 
-    def submit(self, prompt: list[int], params: SamplingParams, sampler: Any) -> Request:
+    def submit(
+        self, prompt: list[int], params: SamplingParams, sampler: Any, vision: VisionPrompt | None = None
+    ) -> Request:
+        """Queue a generation; `vision` (a prompt with images) replaces `prompt` when given."""
         loop = asyncio.get_running_loop()
         request = Request(prompt, params, sampler, loop, asyncio.Queue())
+        if vision is not None:
+            request.prompt, request.images = vision.tokens, vision.images
+            request.extra_cells = vision.extra_cells
         with self._cond:
             if self._stopping:
                 self._lib.llama_sampler_free(sampler)
@@ -143,44 +153,8 @@ class BatchEngine:
             self._emit(request, BackendError("the model is shutting down"))
         self._waiting.clear()
         if self._cache_file is not None:
-            self._save(self._cache_file)
+            save_slot(self._lib, self._ctx, self._slots, self._cache_file)
         self._lib.llama_batch_free(self._batch)
-
-    # -- prompt_cache_path: one slot's KV on disk (only while the worker is not running) -----------
-
-    def _restore(self, path: Path) -> None:
-        lib, slot = self._lib, self._slots[0]
-        tokens = (lib.llama_token * self.n_ctx_seq)()
-        count = ctypes.c_size_t(0)
-        read = lib.llama_state_seq_load_file(
-            self._ctx, str(path).encode(), slot.seq_id, tokens, self.n_ctx_seq, ctypes.byref(count)
-        )
-        if not read:
-            log.warning("prompt cache %s does not fit this model and context; ignoring it", path)
-            lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
-            return
-        slot.cached = list(tokens[: count.value])
-        slot.last_used = time.monotonic()
-        log.info("prompt cache %s: restored %d tokens", path, count.value)
-
-    def _save(self, path: Path) -> None:
-        used = [s for s in self._slots if s.cached]
-        if not used:
-            return
-        slot = max(used, key=lambda s: s.last_used)
-        tokens = (self._lib.llama_token * len(slot.cached))(*slot.cached)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            written = self._lib.llama_state_seq_save_file(
-                self._ctx, str(tmp).encode(), slot.seq_id, tokens, len(slot.cached)
-            )
-            if not written:
-                raise OSError("llama.cpp wrote nothing")
-            tmp.replace(path)  # never leave a half-written cache behind
-            log.info("prompt cache %s: saved %d tokens", path, len(slot.cached))
-        except OSError as exc:
-            log.warning("could not write the prompt cache %s: %s", path, exc)
 
     # -- the worker ------------------------------------------------------------------------------
 
@@ -262,8 +236,8 @@ class BatchEngine:
         wants: dict[int, tuple[list[int], int]] = {}
         for slot in self._slots:
             request = slot.request
-            if request is None or slot.pending is None:
-                continue
+            if request is None or slot.pending is None or request.images:
+                continue  # the draft model cannot see images: it would guess blind
             room = self.n_ctx_seq - len(slot.cached) - 1
             limit = request.params.max_tokens
             if limit and limit > 0:
@@ -306,7 +280,13 @@ class BatchEngine:
             request = slot.request
             if request is None or slot.n_prompt_read >= len(request.prompt) or budget <= 0:
                 continue
-            chunk = request.prompt[slot.n_prompt_read : slot.n_prompt_read + budget]
+            end = len(request.prompt)
+            if request.images:
+                budget -= self._read_images(slot)
+                if slot.request is None or budget <= 0:
+                    continue
+                end = min((p for p in request.images if p > slot.n_prompt_read), default=end)
+            chunk = request.prompt[slot.n_prompt_read : min(end, slot.n_prompt_read + budget)]
             for i, token in enumerate(chunk):
                 last = slot.n_prompt_read + i == len(request.prompt) - 1
                 if last:
@@ -328,6 +308,24 @@ class BatchEngine:
                 self._sample_guessed(slot, index, guesses)
             else:
                 self._sample(slot, index)
+
+    def _read_images(self, slot: Slot) -> int:
+        """Decode the images at the slot's reading position into its sequence (the helper runs its own
+        decodes, which this step's batch does not depend on); the cells filled. A failed image fails
+        its request only."""
+        request = slot.request
+        assert request is not None and self._vision is not None
+        filled = 0
+        while (image := request.images.get(slot.n_prompt_read)) is not None:
+            try:
+                self._vision.decode_image(self._ctx, image, len(slot.cached), slot.seq_id, self._n_batch)
+            except BackendError as exc:
+                self._finish(slot, error=exc)
+                return filled
+            slot.cached.extend([DECODED_IMAGE] * image.n_pos)
+            slot.n_prompt_read += image.n_pos
+            filled += image.n_tokens
+        return filled
 
     def _sample(self, slot: Slot, index: int) -> None:
         assert slot.request is not None
@@ -366,7 +364,8 @@ class BatchEngine:
         slot.n_generated += 1
         self._emit(request, TextPiece(slot.decoder.decode(self._piece(token)), 1))
         limit = params.max_tokens if params.max_tokens and params.max_tokens > 0 else None
-        if (limit is not None and slot.n_generated >= limit) or len(slot.cached) >= self.n_ctx_seq:
+        cells = len(slot.cached) + request.extra_cells
+        if (limit is not None and slot.n_generated >= limit) or cells >= self.n_ctx_seq:
             # max_tokens is reached, or the token would not fit in the context to produce another one.
             self._finish(slot, event="length")
             return False
