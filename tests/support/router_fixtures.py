@@ -39,9 +39,14 @@ class ThreadServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve())
+        self.loop = loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.server.serve())
+        finally:
+            # Closed, or its self-pipe sockets are left for the garbage collector (a ResourceWarning).
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     @property
     def url(self) -> str:

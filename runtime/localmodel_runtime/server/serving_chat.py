@@ -15,7 +15,7 @@ from starlette.responses import Response
 from ..templates import RenderError
 from . import protocol
 from .errors import APIError
-from .framing import OpenAIStreamEnd
+from .framing import OpenAIChunks
 from .images import request_images
 from .serving import (
     ModelServer,
@@ -49,44 +49,29 @@ class ChunkTemplate:
         return self.before + orjson.dumps(text) + self.after
 
 
-class ChatFraming(OpenAIStreamEnd):
-    def __init__(self, model: str, include_usage: bool) -> None:
-        self.id = protocol.new_id("chatcmpl")
-        self.created = protocol.now()
-        self.model = model
-        self.include_usage = include_usage
-        self._content: dict[int, ChunkTemplate] = {}
+class ChatFraming(OpenAIChunks):
+    object = "chat.completion.chunk"
+    id_prefix = "chatcmpl"
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None, index: int = 0) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None  # OpenAI: every chunk but the last carries "usage": null
-        return chunk
+    def __init__(self, model: str, include_usage: bool) -> None:
+        super().__init__(model, include_usage)
+        self._templates: dict[int, ChunkTemplate] = {}
+
+    def _content(self, content: Any) -> dict[str, Any]:
+        return {"delta": content}
+
+    def _nothing(self) -> Any:
+        return {}
 
     def head(self, index: int = 0) -> bytes:
         return sse(self._chunk({"role": "assistant", "content": ""}, None, index))
 
     def piece(self, text: str, index: int = 0) -> bytes:
-        template = self._content.get(index)
+        template = self._templates.get(index)
         if template is None:
             chunk = self._chunk({"content": None}, None, index)
-            template = self._content[index] = ChunkTemplate(chunk, ("choices", 0, "delta", "content"))
+            template = self._templates[index] = ChunkTemplate(chunk, ("choices", 0, "delta", "content"))
         return template(text)
-
-    def tail(self, finish_reason: str, index: int = 0) -> bytes:
-        return sse(self._chunk({}, finish_reason, index))
-
-    def usage_chunk(self, usage: dict[str, int]) -> bytes:
-        chunk = self._chunk({}, None)
-        chunk["choices"] = []
-        chunk["usage"] = usage
-        return sse(chunk)
 
     def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
         return protocol.chat_completion(self.id, self.created, self.model, choices, usage)

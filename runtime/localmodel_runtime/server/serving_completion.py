@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from . import protocol
 from .errors import APIError
-from .framing import OpenAIStreamEnd
+from .framing import OpenAIChunks
 from .serving import (
     MAX_CHOICES,
     ModelServer,
@@ -22,29 +22,22 @@ from .serving import (
     sampling_params,
 )
 from .serving_chat import ChunkTemplate
-from .streaming import sse
 from .tools import json_output
 
 
-class CompletionFraming(OpenAIStreamEnd):
+class CompletionFraming(OpenAIChunks):
+    object = "text_completion"
+    id_prefix = "cmpl"
+
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.id = protocol.new_id("cmpl")
-        self.created = protocol.now()
-        self.model = model
-        self.include_usage = include_usage
+        super().__init__(model, include_usage)
         self._text: dict[int, ChunkTemplate] = {}
 
-    def _chunk(self, text: str | None, finish_reason: str | None, index: int = 0) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None
-        return chunk
+    def _content(self, content: Any) -> dict[str, Any]:
+        return {"text": content}
+
+    def _nothing(self) -> Any:
+        return ""
 
     def head(self, index: int = 0) -> None:
         return None
@@ -56,15 +49,6 @@ class CompletionFraming(OpenAIStreamEnd):
                 self._chunk(None, None, index), ("choices", 0, "text")
             )
         return template(text)
-
-    def tail(self, finish_reason: str, index: int = 0) -> bytes:
-        return sse(self._chunk("", finish_reason, index))
-
-    def usage_chunk(self, usage: dict[str, int]) -> bytes:
-        chunk = self._chunk("", None)
-        chunk["choices"] = []
-        chunk["usage"] = usage
-        return sse(chunk)
 
     def whole(self, choices: list[protocol.Choice], usage: dict[str, int]) -> dict[str, Any]:
         return protocol.text_completion(self.id, self.created, self.model, choices, usage)
