@@ -42,6 +42,12 @@ MAX_MESSAGE_BYTES = 4096  # the kubelet's limit per container
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # FallbackToLogsOnError: the log's tail
 
 
+def fallback_message(output: bytes) -> str:
+    """The termination message the kubelet makes of a failed container's log (FallbackToLogsOnError)."""
+    tail = b"\n".join(output.splitlines()[-FALLBACK_LOG_LINES:])[-FALLBACK_LOG_BYTES:]
+    return tail.decode(errors="replace")
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -213,8 +219,7 @@ class PodWorker(threading.Thread):
                 output = f.read()
         except OSError:
             return ""
-        tail = b"\n".join(output.splitlines()[-FALLBACK_LOG_LINES:])[-FALLBACK_LOG_BYTES:]
-        return tail.decode(errors="replace")
+        return fallback_message(output)
 
     def _start(self, pod: JsonDict, c: _Container) -> None:
         image = str(c.spec.get("image", ""))
