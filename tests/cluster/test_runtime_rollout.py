@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import pytest
 
 from tests.support.fixtures import Cluster
 from tests.support.operator_process import OperatorProcess, operator_on
+from tests.support.rollout_clients import Stream, Traffic, answers
 from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -68,60 +68,6 @@ def ready(pod: JsonDict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-class Traffic(threading.Thread):
-    """Short completions through the router, one after another until stopped; every outcome kept."""
-
-    def __init__(self, client: openai.OpenAI) -> None:
-        super().__init__(daemon=True)
-        self.client = client
-        self.outcomes: list[str] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                reply = self.client.completions.create(model=NAME, prompt="hi", max_tokens=2)
-                self.outcomes.append("ok" if reply.choices else "empty")
-            except openai.APIStatusError as exc:
-                self.outcomes.append(f"{exc.status_code}: {exc.message}")
-            except openai.APIError as exc:
-                self.outcomes.append(f"{type(exc).__name__}: {exc}")
-
-
-class Stream(threading.Thread):
-    """A long stream; `ended`: `length` (it finished) or the error it raised."""
-
-    def __init__(self, client: openai.OpenAI) -> None:
-        super().__init__(daemon=True)
-        self.client = client
-        self.started = threading.Event()
-        self.ended = ""
-
-    def run(self) -> None:
-        try:
-            chunks = self.client.completions.create(
-                model=NAME, prompt="a long one", max_tokens=1500, stream=True
-            )
-            finish = "none"
-            for chunk in chunks:
-                self.started.set()
-                if chunk.choices and chunk.choices[0].finish_reason:
-                    finish = chunk.choices[0].finish_reason
-            self.ended = finish
-        except openai.APIError as exc:
-            self.ended = f"{type(exc).__name__}: {exc}"
-        finally:
-            self.started.set()
-
-
-def answers(client: openai.OpenAI) -> bool:
-    try:
-        client.completions.create(model=NAME, prompt="up?", max_tokens=2)
-    except openai.APIError:
-        return False
-    return True
-
-
 def describe(cluster: Cluster, namespace: str) -> str:
     return cluster.kubectl(
         "get", "pods,replicasets,events", "-n", namespace, "-o", "wide", check=False
@@ -142,13 +88,13 @@ def test_a_one_replica_rollout_answers_every_request_and_ends_the_stream(
     control_plane.apply(local_model(source, device), namespace)
     router = start_router()
     client = openai.OpenAI(base_url=f"{router.url}/v1", api_key="unused", max_retries=0, timeout=120)
-    control_plane.wait(lambda: answers(client), 180, "the model to answer through the router")
+    control_plane.wait(lambda: answers(client, NAME), 180, "the model to answer through the router")
     (old,) = runtime_pods(control_plane, namespace)
 
-    stream = Stream(client)
+    stream = Stream(client, NAME)
     stream.start()
     assert stream.started.wait(60), "the stream never started"
-    traffic = Traffic(client)
+    traffic = Traffic(client, NAME)
     traffic.start()
 
     # A changed model config (a new config hash on the pod template) rolls the pod.
@@ -173,9 +119,8 @@ def test_a_one_replica_rollout_answers_every_request_and_ends_the_stream(
     stream.join(120)  # bounded: the client's own timeout is 120 s
     assert not stream.is_alive(), "the stream hung"
 
-    failures = [o for o in traffic.outcomes if o != "ok"]
+    failures = traffic.failures()
     print(f"\n[rollout {device}] {len(traffic.outcomes)} requests, the stream ended with {stream.ended!r}")
     assert failures == [], f"{len(failures)} of {len(traffic.outcomes)} requests failed: {failures[:5]}"
-    # Finished, or told by an error event (an APIError of the SDK's own, not a cut connection or timeout).
-    assert stream.ended == "length" or stream.ended.startswith("APIError: "), stream.ended
+    assert stream.ended_well(), stream.ended
     assert httpx.get(f"{router.url}/readyz", timeout=5).status_code == 200
