@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to send a request's body, then 408 (default %(default)s)",
     )
+    parser.add_argument(
+        "--graceful-shutdown",
+        type=_positive,
+        default=defaults.graceful_shutdown,
+        metavar="S",
+        help="seconds requests in flight get to finish on SIGTERM, then streams end with an error event "
+        "(default %(default)s)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     auto = parser.add_argument_group(
         "automatic setup",
@@ -259,6 +267,7 @@ def build_app(args: argparse.Namespace) -> RouterApp:
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
         metrics_need_key=args.metrics_need_key,
+        graceful_shutdown=args.graceful_shutdown,
     )
     keys = ApiKeys.load(args.api_keys_file)
     auto = auto_setup_settings(args)

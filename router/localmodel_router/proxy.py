@@ -8,6 +8,7 @@ with an SSE `data: {"error": ...}` event, which the OpenAI clients raise as `API
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
@@ -202,13 +203,18 @@ class Forwarder:
                 metrics.upstream_error(exc.kind)
                 if not is_sse:
                     raise  # a body with a length cannot be ended early: the server drops the connection
-                # Start a fresh event if the upstream stopped in the middle of one.
-                prefix = b"" if tail.endswith(b"\n\n") else b"\n\n"
-                event = prefix + dialect.stream_error(
-                    f"upstream failed mid-stream: {exc}", "upstream_" + exc.kind
-                )
-                await send({"type": "http.response.body", "body": event})
+                event = dialect.stream_error(f"upstream failed mid-stream: {exc}", "upstream_" + exc.kind)
+                await send({"type": "http.response.body", "body": _event_after(tail, event)})
                 return status
+            except asyncio.CancelledError:
+                # The client went away (nothing to tell), or the router is stopping and its graceful
+                # shutdown bound has passed: a client still reading learns why its stream ends, in a
+                # stream that ends well-formed, instead of a connection cut mid-event.
+                if is_sse:
+                    event = dialect.stream_error("the router is shutting down; retry", "router_shutdown")
+                    with contextlib.suppress(Exception):
+                        await send({"type": "http.response.body", "body": _event_after(tail, event)})
+                raise
             if not chunk:
                 break
             if first:
@@ -218,6 +224,11 @@ class Forwarder:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return status
+
+
+def _event_after(tail: bytes, event: bytes) -> bytes:
+    """`event`, starting a fresh one if the stream so far (ending in `tail`) stopped inside an event."""
+    return event if tail.endswith(b"\n\n") else b"\n\n" + event
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -116,5 +117,6 @@ def uvicorn_config(app: Any, settings: RouterSettings, host: str, port: int, **e
         date_header=False,
         backlog=4096,
         timeout_keep_alive=75,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown),  # uvicorn takes whole seconds
         **extra,
     )

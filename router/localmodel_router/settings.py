@@ -35,3 +35,7 @@ class RouterSettings:
     """Seconds between two load-autoscaling decisions (models with maxReplicas above one)."""
     autoscale_window: float = 30.0
     """Seconds of requests in flight averaged for each decision."""
+    graceful_shutdown: float = 50.0
+    """Seconds the requests in flight get to finish after SIGTERM (no new connection is taken); then
+    each stream still open ends with an error event. Below the pod's grace period (60 s in the chart)
+    less its preStop sleep, so that the kubelet's SIGKILL never cuts a stream without a word."""

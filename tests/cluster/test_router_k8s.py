@@ -249,7 +249,7 @@ def test_a_namespace_without_the_routers_rights_is_a_clear_error_not_a_hang(
     unbound = f"{namespace}-unbound"
     cluster.kubectl("create", "namespace", unbound)
     kubeconfig = router_kubeconfig(cluster, namespace, tmp_path, cluster_wide=False)  # bound in `namespace`
-    router = RouterProcess(kubeconfig, ["--namespace", namespace, "--namespace", unbound], tmp_path / "r.log")
+    router = RouterProcess(["--namespace", namespace, "--namespace", unbound], tmp_path / "r.log", kubeconfig)
     try:
 
         def refused() -> str | None:

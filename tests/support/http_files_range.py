@@ -4,7 +4,8 @@ Files are served from memory (`FileServer.files`, path → :class:`Served`); eve
 headers are recorded in `FileServer.requests` so a test can assert what the client sent (a `Range`
 header, an `Authorization` header). Failures are injected per file: `fail_first` answers 503 to the
 first N requests, `cut_first` sends half the body and drops the connection on the first N requests,
-`ignore_range` answers a `Range` request with the whole file (200). Each file has a strong ETag (of its
+`ignore_range` answers a `Range` request with the whole file (200), `length=False` sends no
+Content-Length (the client learns the size only at the end). Each file has a strong ETag (of its
 bytes) and honours `If-Range` as RFC 9110 says: a validator that is not the current one gets the whole
 file (200); `validators=False` serves a file with neither ETag nor Last-Modified.
 """
@@ -29,6 +30,8 @@ class Served:
     cut_first: int = 0
     ignore_range: bool = False
     validators: bool = True
+    length: bool = True
+    """False: no Content-Length; the body ends when the connection closes (HTTP/1.0)."""
     hits: int = 0
 
     @property
@@ -93,7 +96,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
             self.send_header("Accept-Ranges", "none" if served.ignore_range else "bytes")
-        self.send_header("Content-Length", str(len(body)))
+        if served.length:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         if served.validators:
             self.send_header("ETag", served.etag)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import yaml
 
 from tests.support.net import free_port
+from tests.support.polling import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "localmodel.yaml"
@@ -47,7 +48,14 @@ class OperatorError(RuntimeError):
 def install_crd(kubectl: Kubectl) -> None:
     """Apply the committed CRD and wait until the API serves it."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/localmodels.localmodel.dev")
+
+    def established() -> bool:
+        # Not `kubectl wait`: it fails outright on a CRD whose status has no conditions yet.
+        path = "{.status.conditions[?(@.type=='Established')].status}"
+        found = kubectl("get", "crd/localmodels.localmodel.dev", "-o", f"jsonpath={path}", check=False)
+        return found.stdout.strip() == "True"
+
+    poll_until(established, "the LocalModel CRD to be established", 60)
 
 
 def operator_rules() -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ the pod's status the way a kubelet would (phase, podIP, container states, Ready 
 One thread per pod, ticking a few times a second: init containers one after another, then the
 main containers, restarts with exponential back-off (CrashLoopBackOff), probes, termination
 messages (the file named by $LOCALMODEL_TERMINATION_LOG stands in for terminationMessagePath;
-FallbackToLogsOnError takes the log's tail), and a graceful stop (SIGTERM, SIGKILL after the grace
-period) when the pod is deleted.
+FallbackToLogsOnError takes the log's tail), and a graceful stop when the pod is deleted (the preStop exec
+hooks, then SIGTERM, then SIGKILL at the end of the grace period).
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ JsonDict = dict[str, Any]
 TERMINATION_LOG_ENV = "LOCALMODEL_TERMINATION_LOG"
 MAX_MESSAGE_BYTES = 4096  # the kubelet's limit per container
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # FallbackToLogsOnError: the log's tail
+
+
+def fallback_message(output: bytes) -> str:
+    """The termination message the kubelet makes of a failed container's log (FallbackToLogsOnError)."""
+    tail = b"\n".join(output.splitlines()[-FALLBACK_LOG_LINES:])[-FALLBACK_LOG_BYTES:]
+    return tail.decode(errors="replace")
 
 
 def now_rfc3339() -> str:
@@ -213,8 +219,7 @@ class PodWorker(threading.Thread):
                 output = f.read()
         except OSError:
             return ""
-        tail = b"\n".join(output.splitlines()[-FALLBACK_LOG_LINES:])[-FALLBACK_LOG_BYTES:]
-        return tail.decode(errors="replace")
+        return fallback_message(output)
 
     def _start(self, pod: JsonDict, c: _Container) -> None:
         image = str(c.spec.get("image", ""))
@@ -375,12 +380,27 @@ class PodWorker(threading.Thread):
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-        self._stop_all(grace=float(grace))
+        deadline = time.monotonic() + float(grace)
+        self._pre_stop(deadline)
+        self._stop_all(grace=max(deadline - time.monotonic(), 0.0))
         try:  # the kubelet's last word: the processes are gone, remove the object now
             self.node.client.delete(Pod, meta["name"], namespace=meta["namespace"], grace_period=0)
         except ApiError as e:
             if e.status.code != 404:
                 self.node.log(f"{self.key}: final delete failed: {e.status.message}")
+
+    def _pre_stop(self, deadline: float) -> None:
+        """The running containers' preStop exec hooks, as the kubelet runs them before SIGTERM and within
+        the grace period. They run on the host, not inside the pod: enough for the `sleep` that keeps a
+        pod serving while its endpoint is removed, which is what the product's hooks do."""
+        for c in self.main:
+            command = ((c.spec.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
+            if c.proc is None or c.proc.poll() is not None or not command:
+                continue
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(
+                    command, timeout=max(deadline - time.monotonic(), 0.01), capture_output=True, check=False
+                )
 
     def _stop_all(self, grace: float) -> None:
         procs = [c.proc for c in self.init + self.main if c.proc is not None]

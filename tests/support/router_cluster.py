@@ -4,20 +4,15 @@ the chart's router rules (helm/localmodel/files/router-rules.yaml), never as adm
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests.support.fixtures import Cluster
-from tests.support.net import free_port
+from tests.support.router_process import RouterProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTER_RULES = ROOT / "helm" / "localmodel" / "files" / "router-rules.yaml"
@@ -103,68 +98,6 @@ def drop_cluster_binding(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl("delete", "clusterrolebinding", f"router-{namespace}", "--wait=false", check=False)
 
 
-class RouterProcess:
-    """`localmodel-router` as a child process on a free loopback port, logging to a file."""
-
-    def __init__(self, kubeconfig: Path, args: list[str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        binary = Path(sys.executable).parent / "localmodel-router"
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        env.pop("LOCALMODEL_AUTO_SETUP_CONFIG", None)
-        env.pop("LOCALMODEL_GALLERIES", None)
-        self._log_file = log.open("wb")
-        self.proc = subprocess.Popen(
-            [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "debug", *args],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 60.0) -> RouterProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"router exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"router not ready after {timeout:g}s:\n{self.output()}")
-
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text(errors="replace")[-6000:]
-
-    def models(self) -> dict[str, JsonDict]:
-        response = httpx.get(self.url + "/v1/models", timeout=10)
-        assert response.status_code == 200, response.text
-        return {m["id"]: m for m in response.json()["data"]}
-
-    def post(self, model: str, timeout: float = 120.0, **extra: Any) -> httpx.Response:
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
-        return httpx.post(self.url + "/v1/chat/completions", json=body, timeout=timeout)
-
-    def metric(self, line_start: str) -> float | None:
-        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
-            if line.startswith(line_start + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log_file.close()
-
-
 @pytest.fixture(name="router_role", scope="module")
 def router_role_fixture(control_plane: Cluster) -> Cluster:
     """The control plane with the CRD and the router's ClusterRole installed."""
@@ -191,7 +124,7 @@ def start_router_fixture(
         else:
             kubeconfig = tmp_path / f"router-{namespace}.kubeconfig"
         where = ["--all-namespaces"] if all_namespaces else ["--namespace", namespace]
-        router = RouterProcess(kubeconfig, [*where, *args], tmp_path / f"router-{len(started)}.log")
+        router = RouterProcess([*where, *args], tmp_path / f"router-{len(started)}.log", kubeconfig)
         started.append(router)
         return router.wait_ready()
 

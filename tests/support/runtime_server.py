@@ -56,6 +56,13 @@ class RuntimeServer:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def metric(self, series: str) -> float:
+        """The value of one series of `/metrics` (`name` or `name{labels}` as exported); 0 if absent."""
+        for line in httpx.get(f"{self.base_url}/metrics", timeout=10).text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
 
 def run_cli(
     *args: str | Path, env: Mapping[str, str] | None = None, timeout: float = 120

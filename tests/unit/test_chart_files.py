@@ -225,6 +225,18 @@ def test_programs_accept_the_rendered_arguments(values: JsonDict) -> None:
         parser.parse_args(args)  # an unknown or malformed flag raises
 
 
+@pytest.mark.parametrize("seconds", [50, 120.5])
+def test_the_routers_grace_period_covers_its_prestop_sleep_and_graceful_shutdown(seconds: float) -> None:
+    router = by_kind(render({"router": {"timeouts": {"gracefulShutdown": seconds}}}))[
+        "Deployment", "lm-localmodel-router"
+    ]
+    container = _container(router)
+    prestop = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert router_main.build_parser().parse_args(container["args"]).graceful_shutdown == seconds
+    # Past the grace period the kubelet's SIGKILL cuts streams without a word.
+    assert router["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > prestop + seconds
+
+
 def test_network_policy_defaults_to_the_release_namespace() -> None:
     docs = render({"networkPolicy": {"enabled": True}})
     assert [d["metadata"]["namespace"] for d in docs if d["kind"] == "NetworkPolicy"] == ["lm-system"]

