@@ -11,6 +11,9 @@ One tree; each class lives beside the code that raises it:
     ├── UpstreamError          a runtime could not be reached or broke off (upstream.py); retried on
     │                          another endpoint, else answered as a RouterError
     ├── Exists                 the LocalModel automatic setup creates is there already (autosetup/store.py)
+    ├── KubeError              a Kubernetes API request failed (kube.py, the one door to the API)
+    │   ├── NotFound               404
+    │   └── Conflict               409
     └── ConfigurationError     the router cannot start with what it was given: one line, exit 2
         ├── UsageError         a command-line flag (main.py)
         ├── ApiKeyError        the API keys file (auth.py)

@@ -18,6 +18,7 @@ from typing import Any
 from localmodel_router.aliases import ClusterAliases
 from localmodel_router.discovery import Discovery
 from localmodel_router.k8s_clock import KubernetesUseClock
+from localmodel_router.kube import RouterKube
 from localmodel_router.table import ModelEntry, ModelSettings, ModelTable
 from localmodel_runtime.config import DeploymentSpec, ModelConfigError, parse_deployment_spec
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
@@ -282,22 +283,18 @@ class KubernetesScaler:
     """Scale from zero and back through the LocalModel's scale subresource (as `kubectl scale`)."""
 
     def __init__(self, client: Any, localmodel: Any) -> None:
-        self.client = client
+        self.kube = RouterKube(client)
         self.localmodel = localmodel
 
     async def _set(self, model: ModelEntry, replicas: int) -> None:
         settings = model.settings
         if not settings.resource_name or settings.namespace is None:
             return
-        from lightkube.types import PatchType
-
-        # Custom resources (and their scale subresource) take no strategic merge patch: merge it is.
-        await self.client.patch(
+        await self.kube.merge_patch(
             self.localmodel.Scale,
             settings.resource_name,
             {"spec": {"replicas": replicas}},
-            namespace=settings.namespace,
-            patch_type=PatchType.MERGE,
+            settings.namespace,
         )
 
     async def scale_up(self, model: ModelEntry) -> None:

@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from localmodel_router.kube import Conflict, NotFound, RouterKube
 from localmodel_router.table import ModelEntry
 from localmodel_runtime.resource import API_VERSION, KIND
 
@@ -58,7 +59,7 @@ def lease_name(resource_name: str) -> str:
 
 class KubernetesUseClock:
     def __init__(self, client: Any, identity: str) -> None:
-        self.client = client
+        self.kube = RouterKube(client)
         self.identity = identity
         """Written as the Lease's holderIdentity: which replica published last (the router's pod name)."""
         self.load_key = LOAD_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:16]
@@ -91,51 +92,38 @@ class KubernetesUseClock:
         settings = model.settings
         if not settings.resource_name or settings.namespace is None:
             return
-        from lightkube.core.exceptions import ApiError
         from lightkube.resources.coordination_v1 import Lease
 
         stamp = datetime.fromtimestamp(used_at, UTC)
         name = lease_name(settings.resource_name)
         for _ in range(_CONFLICT_RETRIES):
-            try:
-                current = await self.client.get(Lease, name, namespace=settings.namespace)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
+            current = await self.kube.get(Lease, name, settings.namespace)
+            if current is None:
                 try:
-                    await self.client.create(self._lease(model, stamp))
+                    await self.kube.create(self._lease(model, stamp))
                     return
-                except ApiError as created:
-                    if created.status.code == 409:
-                        continue  # another replica created it meanwhile: compare with theirs
-                    raise
+                except Conflict:
+                    continue  # another replica created it meanwhile: compare with theirs
             renewed = current.spec.renewTime if current.spec else None
             if renewed is not None and renewed >= stamp:
                 return
             current.spec.renewTime = stamp
             current.spec.holderIdentity = self.identity
             try:
-                await self.client.replace(current)
+                await self.kube.replace(current)
                 return
-            except ApiError as exc:
-                if exc.status.code != 409:
-                    raise  # 409: another replica wrote in between; read theirs and compare again
+            except Conflict:
+                pass  # another replica wrote in between; read theirs and compare again
 
     async def last_use(self, model: ModelEntry) -> float | None:
         settings = model.settings
         if not settings.resource_name or settings.namespace is None:
             return None
-        from lightkube.core.exceptions import ApiError
         from lightkube.resources.coordination_v1 import Lease
 
-        try:
-            lease = await self.client.get(
-                Lease, lease_name(settings.resource_name), namespace=settings.namespace
-            )
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
+        lease = await self.kube.get(Lease, lease_name(settings.resource_name), settings.namespace)
+        if lease is None:
+            return None
         renewed = lease.spec.renewTime if lease.spec else None
         return renewed.timestamp() if renewed is not None else None
 
@@ -147,32 +135,22 @@ class KubernetesUseClock:
         settings = model.settings
         if not settings.resource_name or settings.namespace is None:
             return load
-        from lightkube.core.exceptions import ApiError
         from lightkube.resources.coordination_v1 import Lease
-        from lightkube.types import PatchType
 
         name = lease_name(settings.resource_name)
         now = time.time()
         annotations: dict[str, str | None] = {key: None for key in self._stale.pop(name, [])}
         annotations[self.load_key] = f"{load:.3f}@{now:.0f}"
         try:
-            lease = await self.client.patch(
-                Lease,
-                name,
-                {"metadata": {"annotations": annotations}},
-                namespace=settings.namespace,
-                patch_type=PatchType.MERGE,
+            lease = await self.kube.merge_patch(
+                Lease, name, {"metadata": {"annotations": annotations}}, settings.namespace
             )
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
+        except NotFound:
             lease = self._lease(model, None)
             lease.metadata.annotations = {self.load_key: annotations[self.load_key]}
             try:
-                lease = await self.client.create(lease)
-            except ApiError as created:
-                if created.status.code != 409:
-                    raise
+                lease = await self.kube.create(lease)
+            except Conflict:
                 return load  # another replica created it just now: share next round
         total, stale = total_load(lease.metadata.annotations if lease.metadata else None, now)
         if stale:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from localmodel_router.errors import RouterError, RouterException
+from localmodel_router.kube import Conflict, KubeError, RouterKube
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 from localmodel_runtime.resource.events import local_model_event
 
@@ -36,44 +37,36 @@ class KubernetesModelStore:
     def __init__(self, client: Any) -> None:
         from lightkube.generic_resource import create_namespaced_resource
 
-        self.client = client
+        self.kube = RouterKube(client)
         self.resource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        from lightkube.core.exceptions import ApiError
-
-        try:
-            obj = await self.client.get(self.resource, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        return as_dict(obj)
+        obj = await self.kube.get(self.resource, name, namespace)
+        return as_dict(obj) if obj is not None else None
 
     async def count_auto_created(self, namespace: str) -> int:
-        listing = self.client.list(self.resource, namespace=namespace, labels={AUTO_CREATED: "true"})
+        listing = self.kube.list(self.resource, namespace, labels={AUTO_CREATED: "true"})
         return len([o async for o in listing])
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         from lightkube import codecs
-        from lightkube.core.exceptions import ApiError
 
         try:
-            obj = await self.client.create(codecs.from_dict(manifest), field_manager=self.component)
-        except ApiError as exc:
-            if exc.status.code == 409:
-                raise Exists(manifest["metadata"]["name"]) from exc
+            obj = await self.kube.create(codecs.from_dict(manifest), field_manager=self.component)
+        except Conflict as exc:
+            raise Exists(manifest["metadata"]["name"]) from exc
+        except KubeError as exc:
             meta = manifest["metadata"]
             hint = (
                 " (the router's ServiceAccount needs `create` on localmodels there: the chart binds it "
                 "with router.autoSetup.enabled)"
-                if exc.status.code == 403
+                if exc.status == 403
                 else ""
             )
             raise RouterError(
                 500,
                 f"automatic setup could not create LocalModel {meta['namespace']}/{meta['name']}: "
-                f"{exc.status.message}{hint}",
+                f"{exc.message}{hint}",
                 "auto_setup_failed",
             ) from exc
         return as_dict(obj)
@@ -82,4 +75,4 @@ class KubernetesModelStore:
         from lightkube import codecs
 
         event = local_model_event(obj, "Normal", reason, message, self.component)
-        await self.client.create(codecs.from_dict(event))
+        await self.kube.create(codecs.from_dict(event))

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from localmodel_router.kube import KubeError, RouterKube
 from localmodel_runtime.resource import GROUP, KIND, PLURAL, VERSION, as_dict
 
 log = logging.getLogger("localmodel.router")
@@ -161,7 +162,7 @@ class ClusterDetails:
     ) -> None:
         from lightkube.generic_resource import create_namespaced_resource
 
-        self.client = client
+        self.kube = RouterKube(client)
         self.namespaces = namespaces
         self.ttl = ttl
         self.events_per_model = events_per_model
@@ -186,7 +187,7 @@ class ClusterDetails:
         for namespace in self.namespaces:
             where = ALL_NS if namespace is None else namespace
             try:
-                async for obj in self.client.list(self.localmodel, namespace=where):
+                async for obj in self.kube.list(self.localmodel, where):
                     name, detail = detail_from_object(as_dict(obj))
                     details[name] = detail
                     by_object[(detail.namespace or "", detail.resource or "")] = detail
@@ -202,7 +203,7 @@ class ClusterDetails:
         from lightkube.resources.core_v1 import Event
 
         found: dict[tuple[str, str], list[JsonDict]] = {}
-        listing = self.client.list(Event, namespace=where, fields={"involvedObject.kind": KIND})
+        listing = self.kube.list(Event, where, fields={"involvedObject.kind": KIND})
         async for obj in listing:
             data = as_dict(obj)
             involved = data.get("involvedObject") or {}
@@ -219,9 +220,6 @@ def _where(namespace: str | None) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    status = getattr(exc, "status", None)
-    message = getattr(status, "message", None)
-    code = getattr(status, "code", None)
-    if message:
-        return f"{message} (HTTP {code})" if code else str(message)
+    if isinstance(exc, KubeError):
+        return f"{exc.message} (HTTP {exc.status})" if exc.status else exc.message
     return f"{exc.__class__.__name__}: {exc}"
