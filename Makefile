@@ -36,10 +36,11 @@ pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## The fuzz run (not part of `make test`, which runs a fixed slice): 1,250 generated requests per endpoint
-## and mode (10,000 in all), randomised, against a real runtime.
+## and mode (10,000 in all), randomised, against a real runtime. A mode's 1,250 chat requests took over
+## pytest's 10-minute default on a loaded 2-core machine, so each test here may take an hour.
 FUZZ_EXAMPLES ?= 1250
 fuzz: setup
-	LOCALMODEL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider -s tests/runtime/test_fuzz.py $(PYTEST_ARGS)
+	LOCALMODEL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider -s --timeout 3600 tests/runtime/test_fuzz.py $(PYTEST_ARGS)
 
 ## The soak (not part of `make test`): SOAK_SECONDS of mixed streamed and whole requests through the
 ## router to two real runtimes while models are added and deleted; fails on a 5xx, a cut stream or more
