@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.node_fixtures import NodeCluster
+from tests.support.polling import poll_until
 from tests.support.realnode import FAKE_DEVICES
 from tests.support.realnode_config import POD_SUBNET
 
@@ -119,5 +120,16 @@ def test_pod_from_the_registry_on_the_pod_network(
     assert "uid 65532" in logs, logs
 
     cluster_ip = c.get("service", "probe", namespace)["spec"]["clusterIP"]
-    reply = httpx.get(f"http://{cluster_ip}/index.html", timeout=10)
-    assert reply.status_code == 200 and reply.text == "served from a pod"
+    replies: list[httpx.Response] = []
+
+    def answered() -> bool:
+        # kube-proxy programs the Service's rules after it sees the ready endpoint, so a pod that is
+        # Ready may still be refused through its ClusterIP for a moment.
+        try:
+            replies.append(httpx.get(f"http://{cluster_ip}/index.html", timeout=10))
+        except httpx.ConnectError:
+            return False
+        return True
+
+    poll_until(answered, "the probe pod through its ClusterIP", bound=120, interval=0.5)
+    assert replies[-1].status_code == 200 and replies[-1].text == "served from a pod"
