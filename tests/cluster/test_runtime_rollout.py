@@ -28,7 +28,7 @@ import pytest
 
 from tests.support.fixtures import Cluster
 from tests.support.operator_process import OperatorProcess, operator_on
-from tests.support.rollout_clients import Stream, Traffic, answers
+from tests.support.rollout_clients import Stream, Traffic, answers, settle_and_check
 from tests.support.router_cluster import RouterProcess, router_role_fixture, start_router_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -112,15 +112,5 @@ def test_a_one_replica_rollout_answers_every_request_and_ends_the_stream(
     except BaseException:
         print(describe(control_plane, namespace), operator.output(40), router.output())
         raise
-    during = len(traffic.outcomes)
-    control_plane.wait(lambda: len(traffic.outcomes) > during + 3, 60, "requests after the rollout")
-    traffic.stopping.set()
-    traffic.join(120)
-    stream.join(120)  # bounded: the client's own timeout is 120 s
-    assert not stream.is_alive(), "the stream hung"
-
-    failures = traffic.failures()
-    print(f"\n[rollout {device}] {len(traffic.outcomes)} requests, the stream ended with {stream.ended!r}")
-    assert failures == [], f"{len(failures)} of {len(traffic.outcomes)} requests failed: {failures[:5]}"
-    assert stream.ended_well(), stream.ended
+    settle_and_check(traffic, stream, control_plane.wait, f"rollout {device}")
     assert httpx.get(f"{router.url}/readyz", timeout=5).status_code == 200

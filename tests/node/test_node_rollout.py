@@ -27,7 +27,7 @@ import yaml
 from tests.support.http_files import serve_directory
 from tests.support.node_fixtures import NodeCluster, condition, install_chart
 from tests.support.realnode_config import GATEWAY
-from tests.support.rollout_clients import Stream, Traffic, answers
+from tests.support.rollout_clients import Stream, Traffic, answers, settle_and_check
 
 pytestmark = [pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -115,14 +115,4 @@ def test_a_one_replica_rollout_on_the_real_node_answers_every_request_and_ends_t
     except BaseException:
         print(c.describe(namespace))
         raise
-    during = len(traffic.outcomes)
-    c.wait(lambda: len(traffic.outcomes) > during + 3, 60, "requests after the rollout")
-    traffic.stopping.set()
-    traffic.join(120)
-    stream.join(150)  # bounded: the client's own timeout is 120 s
-    assert not stream.is_alive(), "the stream hung"
-
-    failures = traffic.failures()
-    print(f"\n[node] {len(traffic.outcomes)} requests, the stream ended with {stream.ended!r}")
-    assert failures == [], f"{len(failures)} of {len(traffic.outcomes)} requests failed: {failures[:5]}"
-    assert stream.ended_well(), stream.ended
+    settle_and_check(traffic, stream, c.wait, "node")

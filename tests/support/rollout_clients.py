@@ -7,6 +7,7 @@ cluster meanwhile. Every outcome is kept: `ok`, or the status and message of an 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import openai
 
@@ -71,3 +72,23 @@ def answers(client: openai.OpenAI, model: str) -> bool:
     except openai.APIError:
         return False
     return True
+
+
+def settle_and_check(
+    traffic: Traffic,
+    stream: Stream,
+    wait: Callable[[Callable[[], bool], float, str], object],
+    label: str,
+) -> None:
+    """After a rollout: a few more requests, the clients stopped, then nothing failed and the stream did
+    not hang (`wait(check, timeout, what)` is the cluster's bounded wait)."""
+    during = len(traffic.outcomes)
+    wait(lambda: len(traffic.outcomes) > during + 3, 60, "requests after the rollout")
+    traffic.stopping.set()
+    traffic.join(120)
+    stream.join(150)  # bounded: the client's own timeout is 120 s
+    assert not stream.is_alive(), "the stream hung"
+    failures = traffic.failures()
+    print(f"\n[{label}] {len(traffic.outcomes)} requests, the stream ended with {stream.ended!r}")
+    assert failures == [], f"{len(failures)} of {len(traffic.outcomes)} requests failed: {failures[:5]}"
+    assert stream.ended_well(), stream.ended
