@@ -250,6 +250,9 @@ def build_crd() -> dict[str, Any]:
                             "labelSelectorPath": ".status.selector",
                         },
                     },
+                    # The operator finds the LocalModels that ask for one API name by this field
+                    # (kube.list_name_claimants) instead of listing them all for every reconcile.
+                    "selectableFields": [{"jsonPath": ".spec.name"}],
                     "additionalPrinterColumns": [
                         {"name": "Model", "type": "string", "jsonPath": ".status.modelName"},
                         {"name": "Backend", "type": "string", "jsonPath": ".status.backend"},

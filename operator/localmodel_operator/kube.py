@@ -8,9 +8,10 @@ Client errors never leak: they become :class:`KubeError` with the API's status c
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from lightkube import AsyncClient, codecs
+from lightkube import ALL_NS, AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -28,6 +29,10 @@ InferencePoolResource = create_namespaced_resource(
     "inference.networking.k8s.io", "v1", "InferencePool", "inferencepools"
 )
 COMPONENT = "localmodel-operator"
+SPEC_NAME_FIELD = "spec.name"
+"""The CRD's selectable field (crd.py) by which the LocalModels asking for one API name are found."""
+BAD_REQUEST = 400
+log = logging.getLogger(__name__)
 
 
 class KubeError(OperatorException):
@@ -54,6 +59,7 @@ class Kube:
     def __init__(self, field_manager: str, client: AsyncClient | None = None) -> None:
         self.field_manager = field_manager
         self.client = client or AsyncClient(field_manager=field_manager)
+        self.spec_name_selectable = True
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply, forcing ownership of the fields we set (we are their only writer)."""
@@ -103,16 +109,37 @@ class Kube:
         except ApiError as exc:
             raise _wrap(exc) from exc
 
-    async def list_localmodels(self, namespace: str | None) -> list[dict[str, Any]]:
-        """Every LocalModel in `namespace` (None: in all namespaces)."""
-        from lightkube import ALL_NS
-
+    async def list_localmodels(
+        self, namespace: str | None, fields: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The LocalModels in `namespace` (None: in all namespaces), only those matching the field
+        selector `fields` when given."""
         try:
             scope = ALL_NS if namespace is None else namespace
-            listing = self.client.list(LocalModelResource, namespace=scope)
+            listing = self.client.list(LocalModelResource, namespace=scope, fields=fields)
             return [as_dict(o) async for o in listing]
         except ApiError as exc:
             raise _wrap(exc) from exc
+
+    async def list_name_claimants(self, namespace: str | None, name: str) -> list[dict[str, Any]]:
+        """The LocalModels that may ask for the API model name `name`: those named `name` and those
+        whose `spec.name` is `name` (a superset: callers compare `claims.api_name`).
+
+        Two field-selected lists, so checking one model's name costs the same with 10 or 10,000
+        models (listing the whole scope per reconcile made 2,000 new models cost ~4 million objects
+        read). `spec.name` is a selectable field of the CRD (Kubernetes 1.31+); where the API server
+        does not support it (an older cluster, or a CRD installed before) the whole scope is listed,
+        as it was before selectable fields, and that choice is kept for the process's life."""
+        if self.spec_name_selectable:
+            try:
+                named = await self.list_localmodels(namespace, {"metadata.name": name})
+                return named + await self.list_localmodels(namespace, {SPEC_NAME_FIELD: name})
+            except KubeError as exc:
+                if exc.status != BAD_REQUEST:
+                    raise
+                log.warning("%s is not selectable here (%s): listing every LocalModel", SPEC_NAME_FIELD, exc)
+                self.spec_name_selectable = False
+        return await self.list_localmodels(namespace)
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

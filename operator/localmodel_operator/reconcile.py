@@ -210,7 +210,7 @@ class Reconciler:
         meta = body["metadata"]
         key, name = (meta["namespace"], meta["name"]), api_name(body)
         scopes: list[str | None] = list(self.namespaces) or [None]
-        others = [obj for scope in scopes for obj in await self.kube.list_localmodels(scope)]
+        others = [obj for scope in scopes for obj in await self.kube.list_name_claimants(scope, name)]
         holder = conflict_holder(body, others)
         waiting = self._waiting.get(name, set())
         if holder is None:

@@ -72,7 +72,7 @@ class FakeKube:
         self.localmodels: list[dict[str, Any]] = []
         """Other LocalModels in the watched namespaces."""
 
-    async def list_localmodels(self, namespace: str | None) -> list[dict[str, Any]]:
+    async def list_name_claimants(self, namespace: str | None, name: str) -> list[dict[str, Any]]:
         return [self.body, *self.localmodels]
 
     async def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
