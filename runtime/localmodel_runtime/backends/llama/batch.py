@@ -229,29 +229,11 @@ class BatchEngine:
             if slot.request is not None and slot.request.cancelled.is_set():
                 self._finish(slot, event=None)
 
-    def _drafts(self) -> dict[int, list[int]]:
-        """The draft model's guesses for every generating slot that has room for some."""
-        if self._drafter is None:
-            return {}
-        wants: dict[int, tuple[list[int], int]] = {}
-        for slot in self._slots:
-            request = slot.request
-            if request is None or slot.pending is None or request.images:
-                continue  # the draft model cannot see images: it would guess blind
-            room = self.n_ctx_seq - len(slot.cached) - 1
-            limit = request.params.max_tokens
-            if limit and limit > 0:
-                room = min(room, limit - slot.n_generated - 1)
-            k = min(self._drafter.n_draft, room)
-            if k > 0:
-                wants[slot.seq_id] = ([*slot.cached, slot.pending], k)
-        return self._drafter.draft(wants) if wants else {}
-
     def _step(self) -> None:
         lib, batch = self._lib, self._batch
         n = 0
         outputs: list[tuple[Slot, int]] = []
-        drafts = self._drafts()
+        drafts = self._drafter.guesses(self._slots, self.n_ctx_seq) if self._drafter else {}
         drafted: dict[int, list[int]] = {}
 
         def add(token: int, pos: int, seq: int, logits: bool) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base import ModelLoadError
-from .slots import common_prefix
+from .slots import Slot, common_prefix
 
 DEFAULT_N_DRAFT = 16
 """LocalAI's default when `n_draft` is 0 or unset (llama.cpp's speculative.n_max)."""
@@ -80,6 +80,22 @@ class Drafter:
     def forget(self, seq: int) -> None:
         self._lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
         self._cached[seq] = []
+
+    def guesses(self, slots: list[Slot], n_ctx_seq: int) -> dict[int, list[int]]:
+        """The guesses for every generating slot that has room for some (context and max_tokens)."""
+        wants: dict[int, tuple[list[int], int]] = {}
+        for slot in slots:
+            request = slot.request
+            if request is None or slot.pending is None or request.images:
+                continue  # the draft model cannot see images: it would guess blind
+            room = n_ctx_seq - len(slot.cached) - 1
+            limit = request.params.max_tokens
+            if limit and limit > 0:
+                room = min(room, limit - slot.n_generated - 1)
+            k = min(self.n_draft, room)
+            if k > 0:
+                wants[slot.seq_id] = ([*slot.cached, slot.pending], k)
+        return self.draft(wants) if wants else {}
 
     def draft(self, wants: dict[int, tuple[list[int], int]]) -> dict[int, list[int]]:
         """Up to `k` greedy guesses per sequence, for `wants`: seq → (its tokens so far, k)."""
