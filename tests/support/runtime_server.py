@@ -121,6 +121,26 @@ def runtime_server(
             process.wait()
 
 
+@contextlib.contextmanager
+def runtime_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+    count: int,
+    config: Mapping[str, Any],
+    models_dir: Path,
+    *,
+    args: Sequence[str] = (),
+) -> Iterator[list[RuntimeServer]]:
+    """`count` replicas of one model, each a `runtime_server` in a directory of its own: started in
+    turn, stopped in reverse."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                runtime_server(tmp_path_factory.mktemp(f"replica{i}"), config, models_dir, args=args)
+            )
+            for i in range(count)
+        ]
+
+
 def _wait_ready(server: RuntimeServer, bound: float) -> None:
     deadline = time.monotonic() + bound
     with httpx.Client(timeout=2.0) as client:
