@@ -20,7 +20,6 @@ Writes bench/results/cold_start.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,8 +34,8 @@ from lightkube.resources.core_v1 import Pod
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.operator_bench import machine, operator, write_results  # noqa: E402
 from tests.support.controlplane import ControlPlane  # noqa: E402
-from tests.support.operator_process import running_operator  # noqa: E402
 from tests.support.processnode import ProcessNode  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "localmodels" / "gemma-3-270m.yaml"
@@ -119,15 +118,14 @@ def main() -> int:
     args = parser.parse_args()
     results: dict[str, Any] = {
         "command": " ".join(sys.argv),
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(),
         "runs": [],
     }
     with ControlPlane() as cp, tempfile.TemporaryDirectory() as tmp:
         node = ProcessNode(cp.kubeconfig, cp.ports["apiserver"], workdir=cp.dir / "node", backoff_base=1.0)
         node.start()
         try:
-            op_dir = Path(tmp) / "operator"
-            for _ in running_operator(cp.kubectl, cp.server, cp.pki_dir / "ca.crt", op_dir):
+            with operator(cp, Path(tmp) / "operator"):
                 client = Client(KubeConfig.from_file(cp.kubeconfig), field_manager="cold-start-bench")
                 for run in range(args.runs):
                     row = one_run(cp, client, f"cold-{run}")
@@ -136,8 +134,7 @@ def main() -> int:
                 client.close()
         finally:
             node.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     print(f"wrote {args.out}")
     return 0
 

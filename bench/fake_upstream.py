@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support.asgi import read_body, serve_lifespan
+from tests.support.asgi import read_body, serve_lean, serve_lifespan
 
 COMPLETION = orjson.dumps(
     {
@@ -78,25 +78,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     # scale_bench.py runs one per loopback address (127.0.0.1-3) so a model has three endpoints.
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        date_header=False,
-        backlog=4096,
-    )
+    serve_lean(app, args.host, args.port, backlog=4096)
 
 
 if __name__ == "__main__":

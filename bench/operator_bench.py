@@ -155,6 +155,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def machine() -> dict[str, Any]:
+    """The CPUs and the load average a run starts on, for the results file."""
+    return {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    """The results as indented JSON in `out` (its folder made where missing)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 @contextlib.contextmanager
 def operator(cp: ControlPlane, workdir: Path) -> Iterator[OperatorProcess]:
     yield from running_operator(cp.kubectl, cp.server, cp.pki_dir / "ca.crt", workdir)
@@ -166,9 +177,7 @@ def main() -> int:
     parser.add_argument("--bulk", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "operator.json")
     args = parser.parse_args()
-    results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
-    }
+    results: dict[str, Any] = {"machine": machine()}
     with ControlPlane() as cp, tempfile.TemporaryDirectory() as tmp, operator(cp, Path(tmp)) as op:
         client = Client(KubeConfig.from_file(cp.kubeconfig), field_manager="operator-bench")
         assert op.pid is not None
@@ -197,8 +206,7 @@ def main() -> int:
     )
     for label, value in rows:
         print(f"  {label:<{width}}  {value:>10}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     print(f"wrote {args.out}")
     return 0
 

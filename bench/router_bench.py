@@ -24,14 +24,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support.net import free_port  # noqa: E402  (one free_port for tests and benches)
+from tests.support.processes import logged_process as process  # noqa: E402
 
 PYTHON = sys.executable
 LITELLM = ROOT / ".cache" / "bench-venv-litellm" / "bin" / "litellm"
@@ -74,22 +73,24 @@ def wait_http(url: str, bound: float, proc: subprocess.Popen[bytes] | None = Non
     raise RuntimeError(f"{url} did not come up in {bound:g}s")
 
 
-@contextmanager
-def process(command: list[str], log: Path, **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **kwargs)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk_one_and_many(url: str, duration: float, script: Path) -> dict[str, float]:
+    """A warm-up (pools, caches, connections), then wrk over one connection and over 64: the p50, p99
+    and requests per second of each, and the errors of both."""
+    wrk(url, 8, 1.0, script)
+    one = wrk(url, 1, duration, script)
+    many = wrk(url, 64, duration, script)
+    return {
+        "p50_c1_ms": one["p50_ms"],
+        "p99_c1_ms": one["p99_ms"],
+        "rps_c1": one["rps"],
+        "p50_c64_ms": many["p50_ms"],
+        "p99_c64_ms": many["p99_ms"],
+        "rps_c64": many["rps"],
+        "errors": one["errors"] + many["errors"],
+    }
 
 
 def wrk(url: str, connections: int, duration: float, script: Path) -> dict[str, float]:
@@ -262,18 +263,7 @@ def main() -> int:
         try:
             for name, port in targets.items():
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                wrk(url, 8, 1.0, script)  # warm-up: pools, JIT-free but caches and connections
-                one = wrk(url, 1, args.duration, script)
-                many = wrk(url, 64, args.duration, script)
-                rows[name] = {
-                    "p50_c1_ms": one["p50_ms"],
-                    "p99_c1_ms": one["p99_ms"],
-                    "rps_c1": one["rps"],
-                    "p50_c64_ms": many["p50_ms"],
-                    "p99_c64_ms": many["p99_ms"],
-                    "rps_c64": many["rps"],
-                    "errors": one["errors"] + many["errors"],
-                }
+                rows[name] = wrk_one_and_many(url, args.duration, script)
         finally:
             if litellm is not None:
                 litellm.terminate()

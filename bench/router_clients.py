@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from router_bench import BODY, PYTHON, ROOT, free_port, process, wait_http, wrk
+from router_bench import BODY, PYTHON, ROOT, free_port, process, wait_http, wrk_one_and_many
 
-from tests.support.asgi import read_body, serve_lifespan
+from tests.support.asgi import read_body, serve_lean, serve_lifespan
 
 
 def minimal_proxy(kind: str, upstream: str) -> Any:
@@ -64,19 +64,7 @@ def minimal_proxy(kind: str, upstream: str) -> Any:
 
 
 def serve_minimal(kind: str, port: int, upstream: str) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        minimal_proxy(kind, upstream),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        date_header=False,
-    )
+    serve_lean(minimal_proxy(kind, upstream), "127.0.0.1", port)
 
 
 def main() -> int:
@@ -122,15 +110,8 @@ def main() -> int:
             with process(command, tmp / f"{name}.log", env=env):
                 wait_http(f"http://127.0.0.1:{port}/healthz", 30)
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                wrk(url, 8, 1.0, script)
-                one = wrk(url, 1, args.duration, script)
-                many = wrk(url, 64, args.duration, script)
-                results[name] = {
-                    "p50_c1_ms": one["p50_ms"],
-                    "rps_c1": one["rps"],
-                    "p50_c64_ms": many["p50_ms"],
-                    "rps_c64": many["rps"],
-                }
+                row = wrk_one_and_many(url, args.duration, script)
+                results[name] = {key: row[key] for key in ("p50_c1_ms", "rps_c1", "p50_c64_ms", "rps_c64")}
     out = ROOT / "bench" / "results" / "router_clients.json"
     out.write_text(json.dumps({"load_avg_at_end": os.getloadavg(), "results": results}, indent=2) + "\n")
     print(f"{'client':<18} {'p50@1 ms':>9} {'rps@1':>8} {'p50@64 ms':>10} {'rps@64':>8}")

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,13 @@ from lightkube import Client, KubeConfig, codecs
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.operator_bench import cpu_seconds, create_namespace, manifest, percentile  # noqa: E402
+from bench.operator_bench import (  # noqa: E402
+    cpu_seconds,
+    create_namespace,
+    manifest,
+    percentile,
+    write_results,
+)
 from localmodel_operator.kube import LocalModelResource  # noqa: E402
 from tests.support.controlplane import ControlPlane  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
@@ -52,6 +57,7 @@ from tests.support.operator_process import (  # noqa: E402
     peak_rss_kib,
 )
 from tests.support.polling import poll_until  # noqa: E402
+from tests.support.processes import logged_process  # noqa: E402
 
 ENDPOINTS = 3
 ROUTER_NS = "scale-router"
@@ -222,23 +228,6 @@ def added_latency(
     return result
 
 
-@contextlib.contextmanager
-def spawned(
-    argv: list[str], log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def router_curve(cp: ControlPlane, client: Client, sizes: list[int], tmp: Path, requests: int) -> list[Any]:
     create_namespace(client, ROUTER_NS)
     host = host_address()
@@ -252,9 +241,9 @@ def router_curve(cp: ControlPlane, client: Client, sizes: list[int], tmp: Path, 
     with contextlib.ExitStack() as stack:
         for port in upstream_ports:
             argv = [sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--host", host]
-            stack.enter_context(spawned([*argv, "--port", str(port)], tmp / f"upstream-{port}.log"))
+            stack.enter_context(logged_process([*argv, "--port", str(port)], tmp / f"upstream-{port}.log"))
         # The router's admin kubeconfig is a bench shortcut; its RBAC is tested in tests/cluster.
-        router = stack.enter_context(spawned(router_argv, tmp / "router.log", env))
+        router = stack.enter_context(logged_process(router_argv, tmp / "router.log", env=env))
         poll_until(lambda: listed_models(router_port) == 0, "the router listing no models", 60, 0.2)
         have = 0
         for size in sizes:
@@ -319,7 +308,7 @@ def main() -> int:
                 row = operator_size(size, tmp)
                 print(f"operator {size}: {row}", flush=True)
                 results["operator"].append(row)
-                write(args.out, results)  # a later size that fails keeps the earlier ones
+                write_results(args.out, results)  # a later size that fails keeps the earlier ones
         if not args.skip_router:
             with ControlPlane() as cp:
                 install_crd(cp.kubectl)
@@ -327,17 +316,12 @@ def main() -> int:
                 results["router"] = router_curve(cp, client, router_sizes, tmp, args.requests)
                 client.close()
     results["machine"]["load_avg_at_end"] = load()
-    write(args.out, results)
+    write_results(args.out, results)
     print(f"wrote {args.out}")
     png = plot(args.out)
     if png is not None:
         print(f"wrote {png}")
     return 0
-
-
-def write(out: Path, results: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

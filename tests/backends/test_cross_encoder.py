@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from localmodel_runtime.backends.base import UnsupportedOperation
 from localmodel_runtime.backends.transformers_backend import TransformersBackend
 from localmodel_runtime.config import ModelConfig
 
@@ -17,6 +16,7 @@ import torch  # noqa: E402
 from sentence_transformers import CrossEncoder  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 
+from tests.support.backend_checks import assert_refuses_to_rerank  # noqa: E402
 from tests.support.tiny_hf import train_tokenizer  # noqa: E402
 
 QUERY = "where is the fox?"
@@ -75,11 +75,4 @@ async def test_a_model_loaded_without_reranking_refuses_to_rerank(cross_encoder:
     config = ModelConfig.model_validate(
         {"name": "r", "backend": "transformers", "threads": 1, "parameters": {"model": "reranker"}}
     )
-    backend = TransformersBackend(config, cross_encoder)
-    await backend.load()
-    try:
-        assert not backend.capabilities().rerank
-        with pytest.raises(UnsupportedOperation, match="reranking: true"):
-            await backend.rerank(QUERY, DOCUMENTS)
-    finally:
-        await backend.close()
+    await assert_refuses_to_rerank(TransformersBackend(config, cross_encoder), QUERY, DOCUMENTS)

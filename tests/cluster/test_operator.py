@@ -17,8 +17,10 @@ import pytest
 
 from localmodel_operator.settings import settings_from_dict
 from localmodel_runtime.backends.registry import LIBRARIES
+from tests.support.cluster_objects import condition
 from tests.support.fixtures import Cluster
 from tests.support.operator_process import OperatorProcess, operator_on
+from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -77,14 +79,8 @@ def llama(**extra: Any) -> JsonDict:
 
 
 def wait(check: Callable[[], T | None], op: OperatorProcess, timeout: float = 90.0, what: str = "it") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}\n{op.output(80)}")
+    """`poll_until` every half second, failing with the operator's log tail."""
+    return poll_until(check, what, timeout, interval=0.5, context=lambda: op.output(80))
 
 
 def get(cluster: Cluster, kind: str, name: str, ns: str) -> JsonDict | None:
@@ -104,11 +100,6 @@ def reconciled(cluster: Cluster, ns: str, name: str) -> tuple[JsonDict, JsonDict
         return None
     deployment = get(cluster, "deployment", name, ns)
     return (lm, deployment) if deployment else None
-
-
-def condition(lm: JsonDict, kind: str) -> JsonDict:
-    conds = {c["type"]: c for c in lm.get("status", {}).get("conditions") or []}
-    return conds.get(kind) or {}
 
 
 def degraded(cluster: Cluster, ns: str, name: str, reason: str) -> JsonDict | None:

@@ -9,6 +9,7 @@ the process node. Only the official `openai` client talks to the router.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,6 @@ def operator_proc(
     yield from operator_on(control_plane, tmp_path_factory.mktemp("e2e-operator"))
 
 
-def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    for condition in obj.get("status", {}).get("conditions", []):
-        if condition.get("type") == kind:
-            return dict(condition)
-    return {}
-
-
 def test_gemma_example_served_through_the_router_then_deleted(
     control_plane: Cluster,
     operator_proc: OperatorProcess,
@@ -47,11 +41,7 @@ def test_gemma_example_served_through_the_router_then_deleted(
 ) -> None:
     router: RouterProcess = start_router()
     control_plane.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-
-    def ready() -> dict[str, Any] | None:
-        lm = control_plane.get("localmodel", MODEL, namespace)
-        return lm if _condition(lm, "Ready").get("status") == "True" else None
-
+    ready = partial(control_plane.ready_local_model, MODEL, namespace)
     try:
         lm = control_plane.wait(ready, timeout=420, what="the Gemma LocalModel to be Ready")
     except BaseException:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import openai
 import pytest
 import yaml
 
+from tests.support.cluster_objects import condition
 from tests.support.http_files import serve_directory
-from tests.support.node_fixtures import RELEASE_NS, NodeCluster, condition, install_chart
+from tests.support.node_fixtures import RELEASE_NS, NodeCluster, install_chart
 from tests.support.realnode_config import GATEWAY
 
 pytestmark = [pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -71,11 +73,7 @@ def test_gemma_through_the_chart_on_the_real_node(
         example["spec"]["download_files"][0]["uri"] = f"{url}/gemma-3-270m-q4_k_m.gguf"
         applied = time.monotonic()
         c.kubectl("apply", "-n", MODELS_NS, "-f", "-", input=yaml.safe_dump(example))
-
-        def ready() -> dict[str, Any] | None:
-            lm = c.get("localmodel", MODEL, MODELS_NS)
-            return lm if condition(lm, "Ready").get("status") == "True" else None
-
+        ready = partial(c.ready_local_model, MODEL, MODELS_NS)
         try:
             lm = c.wait(ready, timeout=600, what="the Gemma LocalModel to be Ready")
         except BaseException:

@@ -25,8 +25,9 @@ import openai
 import pytest
 import yaml
 
+from tests.support.cluster_objects import condition
 from tests.support.http_files import serve_directory
-from tests.support.node_fixtures import NodeCluster, condition, install_chart
+from tests.support.node_fixtures import NodeCluster, install_chart
 from tests.support.realnode_config import GATEWAY
 
 pytestmark = [pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(1200)]

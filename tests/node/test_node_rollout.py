@@ -24,8 +24,9 @@ import openai
 import pytest
 import yaml
 
+from tests.support.cluster_objects import condition
 from tests.support.http_files import serve_directory
-from tests.support.node_fixtures import NodeCluster, condition, install_chart
+from tests.support.node_fixtures import NodeCluster, install_chart
 from tests.support.realnode_config import GATEWAY
 from tests.support.rollout_clients import Stream, Traffic, answers, settle_and_check
 

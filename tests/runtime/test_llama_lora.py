@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from localmodel_runtime.backends.base import ModelLoadError, SamplingParams, TextPiece
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig, unsupported_keys
-from tests.support.model_configs import TINY_LLAMA, model_config
-from tests.support.router_fixtures import runtime_or_router
+from tests.support.model_configs import TINY_LLAMA, model_config, tiny_gguf_config
+from tests.support.router_fixtures import openai_client
 from tests.support.runtime_server import RuntimeServer, runtime_server
 from tests.support.tiny_lora import write_tiny_lora
 
@@ -99,15 +98,9 @@ def test_lora_keys_are_served_by_llama_only() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models: Path) -> Iterator[RuntimeServer]:
-    spec = {
-        "name": "tiny",
-        "backend": "llama",
-        "context_size": 256,
-        "parameters": {"model": "tiny.gguf"},
-        "template": {"completion": "{{.Input}}"},
-        "lora_adapters": ["a.gguf", "b.gguf"],
-        "lora_scales": [1.0, 0.0],
-    }
+    spec = tiny_gguf_config(
+        template={"completion": "{{.Input}}"}, lora_adapters=["a.gguf", "b.gguf"], lora_scales=[1.0, 0.0]
+    )
     with runtime_server(tmp_path_factory.mktemp("lora"), spec, models) as running:
         yield running
 
@@ -117,10 +110,7 @@ async def test_the_served_model_answers_with_its_adapters(
     models: Path, server: RuntimeServer, where: str
 ) -> None:
     expected = await greedy(models, lora_adapters=["a.gguf"])
-    with (
-        runtime_or_router(where, server.base_url, "tiny") as url,
-        openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0) as client,
-    ):
+    with openai_client(where, server.base_url, "tiny") as client:
         reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=16, temperature=0)
     assert reply.choices[0].text == expected
     assert reply.choices[0].text != await greedy(models)

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from localmodel_runtime.backends.base import ModelLoadError, UnsupportedOperation
+from localmodel_runtime.backends.base import ModelLoadError
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.backends.llama.pooled import rerank_tokens
 from localmodel_runtime.config import ModelConfig, unsupported_keys
+from tests.support.backend_checks import assert_refuses_to_rerank
 from tests.support.router_fixtures import runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 from tests.support.tiny_reranker import write_tiny_reranker
@@ -74,14 +75,7 @@ async def test_reranking_on_a_model_without_a_ranking_head_fails_the_load(models
 
 
 async def test_a_model_loaded_without_reranking_refuses_to_rerank(models: Path) -> None:
-    backend = LlamaBackend(config(reranking=False), models)
-    await backend.load()
-    try:
-        assert not backend.capabilities().rerank
-        with pytest.raises(UnsupportedOperation, match="reranking: true"):
-            await backend.rerank(QUERY, DOCUMENTS)
-    finally:
-        await backend.close()
+    await assert_refuses_to_rerank(LlamaBackend(config(reranking=False), models), QUERY, DOCUMENTS)
 
 
 def test_pairs_without_a_template_are_laid_out_as_llama_server_does() -> None:

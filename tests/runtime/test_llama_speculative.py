@@ -9,14 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from localmodel_runtime.backends.base import Finished, ModelLoadError, SamplingParams, TextPiece
 from localmodel_runtime.backends.llama import LlamaBackend
 from localmodel_runtime.config import ModelConfig, unsupported_keys
-from tests.support.model_configs import TINY_LLAMA, model_config
-from tests.support.router_fixtures import runtime_or_router
+from tests.support.model_configs import TINY_LLAMA, model_config, tiny_gguf_config
+from tests.support.router_fixtures import openai_client
 from tests.support.runtime_server import RuntimeServer, runtime_server
 from tests.support.tiny_gguf import write_tiny_gguf
 
@@ -105,15 +104,7 @@ def test_draft_keys_are_served_by_llama_only() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models: Path) -> Iterator[RuntimeServer]:
-    spec = {
-        "name": "tiny",
-        "backend": "llama",
-        "context_size": 256,
-        "parameters": {"model": "tiny.gguf"},
-        "template": {"completion": "{{.Input}}"},
-        "draft_model": "other.gguf",
-        "n_draft": 4,
-    }
+    spec = tiny_gguf_config(template={"completion": "{{.Input}}"}, draft_model="other.gguf", n_draft=4)
     with runtime_server(tmp_path_factory.mktemp("speculative"), spec, models) as running:
         yield running
 
@@ -123,10 +114,7 @@ async def test_the_served_model_with_a_draft_answers_as_without(
     models: Path, server: RuntimeServer, where: str
 ) -> None:
     expected = [text for text, _ in (await outputs(models, GREEDY))[0]]
-    with (
-        runtime_or_router(where, server.base_url, "tiny") as url,
-        openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0) as client,
-    ):
+    with openai_client(where, server.base_url, "tiny") as client:
         for prompt, text in zip(PROMPTS, expected, strict=True):
             reply = client.completions.create(model="tiny", prompt=prompt, max_tokens=40, temperature=0)
             assert reply.choices[0].text == text

@@ -22,7 +22,7 @@ from localmodel_runtime.fetch.fetcher import plan_fetches
 from localmodel_runtime.server.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from tests.support.http_files import serve_directory
 from tests.support.net import free_port
-from tests.support.router_fixtures import runtime_or_router
+from tests.support.router_fixtures import openai_client, runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 from tests.support.tiny_gguf import write_tiny_gguf
 from tests.support.tiny_mmproj import png_image, write_tiny_mmproj, write_tiny_qwen2vl_mmproj
@@ -227,10 +227,7 @@ async def test_an_image_in_a_chat_message_reaches_the_model(
         red, green = await greedy(backend, CHAT_PROMPT, [RED]), await greedy(backend, CHAT_PROMPT, [GREEN])
     finally:
         await backend.close()
-    with (
-        runtime_or_router(where, server.base_url, "tiny") as url,
-        openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0) as client,
-    ):
+    with openai_client(where, server.base_url, "tiny") as client:
 
         def ask(image_url: str) -> str:
             reply = client.chat.completions.create(
@@ -328,8 +325,7 @@ def test_bad_images_are_a_400(server: RuntimeServer, files: str) -> None:
 def test_images_to_a_model_without_mmproj_are_a_400(tmp_path: Path, models: Path, where: str) -> None:
     with (
         runtime_server(tmp_path, SPEC, models) as running,
-        runtime_or_router(where, running.base_url, "tiny") as url,
-        openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0) as client,
+        openai_client(where, running.base_url, "tiny") as client,
     ):
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="tiny", messages=message(data_url(RED)), max_tokens=4)

@@ -21,33 +21,20 @@ from localmodel_router.picker import LoadPicker, LoadState, estimate
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelSettings, ModelTable
 from localmodel_runtime.prefix_blocks import BLOCK_BYTES, request_blocks
+from tests.support.model_configs import one_slot_config
 from tests.support.polling import poll_until, wait_until
 from tests.support.router_fixtures import FakeRuntime, ThreadServer
-from tests.support.runtime_server import RuntimeServer, runtime_server
+from tests.support.runtime_server import RuntimeServer, runtime_servers
 
 MODEL = "tiny"
 
 
-def config() -> dict[str, Any]:
-    # One slot and a long context: a stream that is not closed generates for as long as the test
-    # needs, so the requests behind it wait (tests/runtime/test_server_concurrency.py does the same).
-    return {
-        "name": MODEL,
-        "backend": "llama",
-        "context_size": 32768,
-        "options": ["parallel:1"],
-        "parameters": {"model": "tiny.gguf", "ignore_eos": True},
-    }
-
-
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[list[RuntimeServer]]:
+    # One slot and a long context (tests/runtime/test_server_concurrency.py does the same).
     args = ["--max-waiting", "8"]
-    with (
-        runtime_server(tmp_path_factory.mktemp("a"), config(), tiny_gguf.parent, args=args) as a,
-        runtime_server(tmp_path_factory.mktemp("b"), config(), tiny_gguf.parent, args=args) as b,
-    ):
-        yield [a, b]
+    with runtime_servers(tmp_path_factory, 2, one_slot_config(), tiny_gguf.parent, args=args) as servers:
+        yield servers
 
 
 def load_aware_router(addresses: list[str]) -> ThreadServer:

@@ -17,28 +17,18 @@ from localmodel_router.app import RouterApp
 from localmodel_router.balance import HashRing, prefix_key
 from localmodel_router.settings import RouterSettings
 from localmodel_router.table import ModelSettings, ModelTable
+from tests.support.model_configs import one_slot_config
 from tests.support.router_fixtures import ThreadServer
-from tests.support.runtime_server import RuntimeServer, runtime_server
-
-# One slot and no queue: while a stream holds the slot, any other request is 429 at once. The long
-# context keeps an unread stream generating for seconds.
-CONFIG: dict[str, Any] = {
-    "name": "tiny",
-    "backend": "llama",
-    "context_size": 32768,
-    "options": ["parallel:1"],
-    "parameters": {"model": "tiny.gguf", "ignore_eos": True},
-}
+from tests.support.runtime_server import RuntimeServer, runtime_servers
 
 
 @pytest.fixture(scope="module")
 def runtimes(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[list[RuntimeServer]]:
+    # One slot and no queue: while a stream holds the slot, any other request is 429 at once. The long
+    # context keeps an unread stream generating for seconds.
     args = ["--max-waiting", "0"]
-    with (
-        runtime_server(tmp_path_factory.mktemp("a"), CONFIG, tiny_gguf.parent, args=args) as a,
-        runtime_server(tmp_path_factory.mktemp("b"), CONFIG, tiny_gguf.parent, args=args) as b,
-    ):
-        yield [a, b]
+    with runtime_servers(tmp_path_factory, 2, one_slot_config(), tiny_gguf.parent, args=args) as servers:
+        yield servers
 
 
 def address(server: RuntimeServer) -> str:

@@ -13,19 +13,10 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.model_configs import role_lines_template, tiny_gguf_config
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
-CONFIG: dict[str, Any] = {
-    "name": "tiny",
-    "backend": "llama",
-    "context_size": 512,
-    "parameters": {"model": "tiny.gguf"},
-    "template": {
-        "chat_message": "{{.RoleName}}: {{.Content}}",
-        "chat": "{{.Input}}\nA:",
-        "completion": "{{.Input}}",
-    },
-}
+CONFIG = tiny_gguf_config(context_size=512, template=role_lines_template("A:"))
 SAMPLED: dict[str, Any] = {
     "max_tokens": 6,
     "temperature": 2.0,

@@ -10,26 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anthropic
 import httpx
 import pytest
 
+from tests.support.model_configs import role_lines_template, tiny_gguf_config
 from tests.support.router_fixtures import router_in_front, runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
-CONFIG: dict[str, Any] = {
-    "name": "tiny",
-    "backend": "llama",
-    "context_size": 1024,
-    "parameters": {"model": "tiny.gguf"},
-    "template": {
-        "chat_message": "{{.RoleName}}: {{.Content}}",
-        "chat": "{{.Input}}\nassistant:",
-        "completion": "{{.Input}}",
-    },
-}
+CONFIG = tiny_gguf_config(context_size=1024, template=role_lines_template())
 UNIT_TOOL = {
     "name": "set_unit",
     "description": "Set the temperature unit",

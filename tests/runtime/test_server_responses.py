@@ -11,26 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from tests.support.model_configs import role_lines_template, tiny_gguf_config
 from tests.support.router_fixtures import runtime_or_router
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
-CONFIG: dict[str, Any] = {
-    "name": "tiny",
-    "backend": "llama",
-    "context_size": 1024,
-    "parameters": {"model": "tiny.gguf"},
-    "template": {
-        "chat_message": "{{.RoleName}}: {{.Content}}",
-        "chat": "{{.Input}}\nassistant:",
-        "completion": "{{.Input}}",
-    },
-}
+CONFIG = tiny_gguf_config(context_size=1024, template=role_lines_template())
 UNIT_TOOL = {
     "type": "function",
     "name": "set_unit",

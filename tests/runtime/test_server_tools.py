@@ -15,19 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.model_configs import role_lines_template, tiny_gguf_config
 from tests.support.runtime_server import RuntimeServer, runtime_server
 
-CONFIG: dict[str, Any] = {
-    "name": "tiny",
-    "backend": "llama",
-    "context_size": 1024,
-    "parameters": {"model": "tiny.gguf"},
-    "template": {
-        "chat_message": "{{.RoleName}}: {{.Content}}",
-        "chat": "{{.Input}}\nA:",
-        "completion": "{{.Input}}",
-    },
-}
+CONFIG = tiny_gguf_config(context_size=1024, template=role_lines_template("A:"))
 UNITS = {"type": "string", "enum": ["celsius", "fahrenheit"]}
 TOOLS = [
     {

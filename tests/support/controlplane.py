@@ -12,7 +12,6 @@ Pods are run by the test-only process node (tests/support/processnode.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -25,13 +24,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from tests.support import pki
 from tests.support.net import free_port
 from tests.support.podnet import gateway_ips
+from tests.support.processes import Component, StartStop, log_tail, signal_group, wait_while_running
 
 REPO_ROOT: Path = Path(__file__).resolve().parents[2]
 CACHE: Path = REPO_ROOT / ".cache"
@@ -50,15 +49,7 @@ def missing_binaries(bin_dir: Path = BIN_DIR) -> list[str]:
 
 
 @dataclass
-class _Component:
-    name: str
-    argv: list[str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-
-@dataclass
-class ControlPlane:
+class ControlPlane(StartStop):
     """Start with `start()` (or `with ControlPlane() as cp:`); `stop()` leaves nothing behind."""
 
     name: str = field(default_factory=lambda: f"cp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -77,19 +68,10 @@ class ControlPlane:
         self.pki_dir = self.dir / "pki"
         self.kubeconfig = self.kubeconfig_path or self.dir / "kubeconfig"
         self.ports: dict[str, int] = {}
-        self._components: list[_Component] = []
+        self._components: list[Component] = []
         self.server = ""
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def start(self, timeout: float = 120.0) -> None:
         missing = missing_binaries(self.bin_dir)
         if missing:
@@ -121,14 +103,9 @@ class ControlPlane:
         for comp in reversed(self._components):
             if comp.proc is None:
                 continue
-            _signal_group(comp.proc.pid, signal.SIGTERM)
-            try:
-                comp.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                _signal_group(comp.proc.pid, signal.SIGKILL)
-                comp.proc.wait(timeout=grace)
+            comp.stop(grace)
             # The group may still hold children that outlived the leader.
-            _signal_group(comp.proc.pid, signal.SIGKILL)
+            signal_group(comp.proc.pid, signal.SIGKILL)
         self._components.clear()
         if not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -139,12 +116,7 @@ class ControlPlane:
         """Stop one component (`etcd`, `kube-apiserver`, ...) as `stop()` would, keeping its data."""
         comp = next(c for c in self._components if c.name == name)
         assert comp.proc is not None, f"{name} is not running"
-        _signal_group(comp.proc.pid, signal.SIGTERM)
-        try:
-            comp.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(comp.proc.pid, signal.SIGKILL)
-            comp.proc.wait(timeout=grace)
+        comp.stop(grace)
         comp.proc = None
 
     def start_component(self, name: str, timeout: float = 60.0) -> None:
@@ -231,10 +203,10 @@ class ControlPlane:
             "current-context: localmodel-test\n"
         )
 
-    def _etcd(self) -> _Component:
+    def _etcd(self) -> Component:
         client = f"http://127.0.0.1:{self.ports['etcd_client']}"
         peer = f"http://127.0.0.1:{self.ports['etcd_peer']}"
-        return _Component(
+        return Component(
             "etcd",
             [
                 str(self.bin_dir / "etcd"),
@@ -251,9 +223,9 @@ class ControlPlane:
             self.dir / "logs" / "etcd.log",
         )
 
-    def _apiserver(self) -> _Component:
+    def _apiserver(self) -> Component:
         d = self.pki_dir
-        return _Component(
+        return Component(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"),
@@ -284,18 +256,26 @@ class ControlPlane:
             self.dir / "logs" / "kube-apiserver.log",
         )
 
-    def _controller_manager(self) -> _Component:
-        d, kc = self.pki_dir, str(self.dir / "kcm.kubeconfig")
-        return _Component(
+    def _client_flags(self, user: str) -> list[str]:
+        """What kube-controller-manager and kube-scheduler both take: `user`'s kubeconfig (for the API,
+        and to delegate authentication and authorization to it) and an HTTPS port of their own."""
+        kc = self.dir / f"{user}.kubeconfig"
+        return [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports[user]}",
+            f"--cert-dir={self.dir / f'{user}-certs'}",
+        ]
+
+    def _controller_manager(self) -> Component:
+        d = self.pki_dir
+        return Component(
             "kube-controller-manager",
             [
                 str(self.bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={kc}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['kcm']}",
-                f"--cert-dir={self.dir / 'kcm-certs'}",
+                *self._client_flags("kcm"),
                 "--controllers=*",
                 "--use-service-account-credentials=true",
                 "--leader-elect=false",
@@ -311,18 +291,12 @@ class ControlPlane:
             self.dir / "logs" / "kube-controller-manager.log",
         )
 
-    def _scheduler(self) -> _Component:
-        kc = str(self.dir / "scheduler.kubeconfig")
-        return _Component(
+    def _scheduler(self) -> Component:
+        return Component(
             "kube-scheduler",
             [
                 str(self.bin_dir / "kube-scheduler"),
-                f"--kubeconfig={kc}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['scheduler']}",
-                f"--cert-dir={self.dir / 'scheduler-certs'}",
+                *self._client_flags("scheduler"),
                 "--leader-elect=false",
                 "--profiling=false",
                 "--v=1",
@@ -330,36 +304,15 @@ class ControlPlane:
             self.dir / "logs" / "kube-scheduler.log",
         )
 
-    def _spawn(self, comp: _Component) -> None:
-        with comp.log.open("ab") as log:
-            # Own session = own process group, so stop() can signal the whole group.
-            comp.proc = subprocess.Popen(
-                comp.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.dir,
-            )
+    def _spawn(self, comp: Component) -> None:
+        comp.spawn(cwd=self.dir)
         self._components.append(comp)
         (self.dir / "pids.json").write_text(json.dumps(self.pids))
 
     def _wait(self, ready: Callable[[], bool], what: str, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            for comp in self._components:
-                if comp.proc is not None and comp.proc.poll() is not None:
-                    raise ControlPlaneError(
-                        f"{comp.name} exited with {comp.proc.returncode} while waiting for {what}; "
-                        f"log tail:\n{_tail(comp.log)}"
-                    )
-            try:
-                if ready():
-                    return
-            except (httpx.HTTPError, OSError):
-                pass
-            time.sleep(0.25)
-        logs = "\n".join(f"--- {c.name}\n{_tail(c.log)}" for c in self._components)
-        raise ControlPlaneError(f"timed out waiting for {what}\n{logs}")
+        if not wait_while_running(self._components, ready, what, deadline, ControlPlaneError, 0.25):
+            logs = "\n".join(f"--- {c.name}\n{log_tail(c.log)}" for c in self._components)
+            raise ControlPlaneError(f"timed out waiting for {what}\n{logs}")
 
     def _etcd_healthy(self) -> bool:
         r = httpx.get(f"http://127.0.0.1:{self.ports['etcd_client']}/health", timeout=2)
@@ -391,20 +344,8 @@ def reap_stale_instances() -> None:
             except OSError:
                 continue
             if str(BIN_DIR).encode() in cmdline:
-                _signal_group(int(pid), signal.SIGKILL)
+                signal_group(int(pid), signal.SIGKILL)
         shutil.rmtree(instance, ignore_errors=True)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 if __name__ == "__main__":

@@ -7,22 +7,17 @@ nothing.
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 
+from tests.support.cluster_objects import ClusterObjects
 from tests.support.controlplane import BIN_DIR, ControlPlane, missing_binaries
 from tests.support.processnode import ProcessNode
 
-T = TypeVar("T")
-JsonDict = dict[str, Any]
 
-
-class Cluster:
+class Cluster(ClusterObjects):
     """What the `control_plane` fixture yields: the control plane, its process node, helpers."""
 
     def __init__(self, cp: ControlPlane, node: ProcessNode) -> None:
@@ -34,36 +29,12 @@ class Cluster:
     def apply(self, manifest: str, namespace: str) -> None:
         self.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
-    def get(
-        self, kind: str, name: str | None = None, namespace: str | None = None, **selectors: str
-    ) -> JsonDict:
-        """`kubectl get -o json`; with no name, the List (label selectors as keyword args)."""
-        args = ["get", kind, *([name] if name else []), "-o", "json"]
-        if namespace:
-            args += ["-n", namespace]
-        if selectors:
-            args += ["-l", ",".join(f"{k}={v}" for k, v in selectors.items())]
-        data: JsonDict = json.loads(self.kubectl(*args).stdout)
-        return data
-
     def logs(self, pod: str, namespace: str, container: str | None = None) -> str:
         """A container's output (`kubectl logs` needs a kubelet API the process node lacks)."""
         obj = self.get("pod", pod, namespace)
         name = container or obj["spec"]["containers"][0]["name"]
         path = self.node.dir / "pods" / obj["metadata"]["uid"] / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-    @staticmethod
-    def wait(check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-        """Poll `check` until it returns something truthy; fail with the last value seen."""
-        deadline = time.monotonic() + timeout
-        last: T | None = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(0.5)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
 
 
 @pytest.fixture(scope="session")

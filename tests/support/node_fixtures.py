@@ -14,13 +14,13 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from tests.support.chart import run_helm
+from tests.support.cluster_objects import ClusterObjects
 from tests.support.controlplane import ControlPlane, missing_binaries
 from tests.support.podman import podman
 from tests.support.realnode import RealNode, control_plane_for_real_node, missing_prerequisites
@@ -28,11 +28,9 @@ from tests.support.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "test"
-T = TypeVar("T")
-JsonDict = dict[str, Any]
 
 
-class NodeCluster:
+class NodeCluster(ClusterObjects):
     """What `real_cluster` yields: the control plane, its real node, and kubectl helpers."""
 
     def __init__(self, cp: ControlPlane, node: RealNode, home: Path) -> None:
@@ -48,17 +46,6 @@ class NodeCluster:
     def helm(self, *args: str) -> str:
         return run_helm(*args, env=self.helm_env).stdout
 
-    def get(
-        self, kind: str, name: str | None = None, namespace: str | None = None, **selectors: str
-    ) -> JsonDict:
-        args = ["get", kind, *([name] if name else []), "-o", "json"]
-        if namespace:
-            args += ["-n", namespace]
-        if selectors:
-            args += ["-l", ",".join(f"{k}={v}" for k, v in selectors.items())]
-        data: JsonDict = json.loads(self.kubectl(*args).stdout)
-        return data
-
     def logs(self, pod: str, namespace: str, *args: str) -> str:
         """`kubectl logs`: the apiserver fetches it from the kubelet, as on any cluster."""
         res = self.kubectl("logs", "-n", namespace, pod, *args, check=False)
@@ -72,17 +59,6 @@ class NodeCluster:
             out.append(f"--- {name}: {json.dumps(pod.get('status', {}).get('containerStatuses', []))[:2000]}")
             out.append(self.logs(name, namespace, "--all-containers", "--tail=30"))
         return "\n".join(out)
-
-    @staticmethod
-    def wait(check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-        deadline = time.monotonic() + timeout
-        last: T | None = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(0.5)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
 
 
 CHART_DIR = ROOT / "helm" / "localmodel"
@@ -98,13 +74,6 @@ def install_chart(c: NodeCluster, images: dict[str, str]) -> str:
     c.helm("install", "lm", str(CHART_DIR), "-n", RELEASE_NS, *values, "--wait", "--timeout=5m")
     router_ip = c.get("service", "lm-localmodel-router", RELEASE_NS)["spec"]["clusterIP"]
     return f"http://{router_ip}:8080"
-
-
-def condition(obj: JsonDict, kind: str) -> JsonDict:
-    for found in obj.get("status", {}).get("conditions", []):
-        if found.get("type") == kind:
-            return dict(found)
-    return {}
 
 
 def require_node_prerequisites() -> None:

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -35,6 +34,7 @@ from tests.support import pki, realnode_cleanup
 from tests.support.controlplane import BIN_DIR, CACHE, ControlPlane
 from tests.support.net import free_port
 from tests.support.pauseimage import PAUSE_IMAGE, write_oci_archive
+from tests.support.processes import Component, StartStop, log_tail, signal_group, wait_while_running
 from tests.support.realnode_config import (
     CNI_BIN_DIR,
     GATEWAY,
@@ -78,22 +78,7 @@ def missing_prerequisites() -> list[str]:
 
 
 @dataclass
-class _Component:
-    name: str
-    argv: list[str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@dataclass
-class RealNode:
+class RealNode(StartStop):
     cp: ControlPlane
     registries: tuple[str, ...] = ()  # plain-HTTP registries to pull from, as host:port
     name: str = field(default_factory=lambda: f"lmnode-{uuid.uuid4().hex[:6]}")
@@ -104,16 +89,7 @@ class RealNode:
         self.paths = NodePaths(NODE_ROOT / self.name)
         self.network = f"localmodel-{self.name}"
         self.ports: dict[str, int] = {}
-        self._components: list[_Component] = []
-
-    def __enter__(self) -> RealNode:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._components: list[Component] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 180.0) -> None:
@@ -143,7 +119,7 @@ class RealNode:
         """Drain through the kubelet while it runs, then stop everything and remove what is left."""
         by_name = {c.name: c for c in self._components}
         if "kube-proxy" in by_name:
-            self._terminate(by_name["kube-proxy"])
+            by_name["kube-proxy"].stop(grace=15.0)
         # Cleanup mode removes kube-proxy's rules and exits; it needs no configuration.
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(
@@ -152,7 +128,7 @@ class RealNode:
         if "kubelet" in by_name and by_name["kubelet"].proc and by_name["kubelet"].proc.poll() is None:
             self._drain()
         if "kubelet" in by_name:
-            self._terminate(by_name["kubelet"])
+            by_name["kubelet"].stop(grace=15.0)
             # Deregister: a stale Node stays "Ready" for a while and the scheduler would bind pods to it.
             self.cp.kubectl("delete", "node", self.name, "--wait=false", check=False, timeout=30)
         if (
@@ -162,7 +138,7 @@ class RealNode:
         ):
             self._kill_tasks()
         if "containerd" in by_name:
-            self._terminate(by_name["containerd"])
+            by_name["containerd"].stop(grace=15.0)
         self._components.clear()
         realnode_cleanup.kill_processes(
             realnode_cleanup.node_processes(self.paths.root, self.paths.containerd_state)
@@ -178,8 +154,7 @@ class RealNode:
         """SIGKILL one component's process group, as a crash would (for tests of teardown)."""
         comp = next(c for c in self._components if c.name == component)
         if comp.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(comp.proc.pid, signal.SIGKILL)
+            signal_group(comp.proc.pid, signal.SIGKILL)
             comp.proc.wait(timeout=30)
 
     def leftovers(self) -> list[str]:
@@ -190,7 +165,7 @@ class RealNode:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
     def log(self, component: str, lines: int = 40) -> str:
-        return _tail(self.paths.logs / f"{component}.log", lines)
+        return log_tail(self.paths.logs / f"{component}.log", lines)
 
     # ------------------------------------------------------------------ setup
     def _prepare(self) -> None:
@@ -270,15 +245,15 @@ class RealNode:
             }
         )
 
-    def _containerd(self) -> _Component:
-        return _Component(
+    def _containerd(self) -> Component:
+        return Component(
             "containerd",
             [str(BIN_DIR / "containerd"), "--config", str(self.paths.root / "config.toml")],
             self.paths.logs / "containerd.log",
         )
 
-    def _kubelet(self) -> _Component:
-        return _Component(
+    def _kubelet(self) -> Component:
+        return Component(
             "kubelet",
             [
                 str(BIN_DIR / "kubelet"),
@@ -292,45 +267,28 @@ class RealNode:
             self.paths.logs / "kubelet.log",
         )
 
-    def _kube_proxy(self) -> _Component:
-        return _Component(
+    def _kube_proxy(self) -> Component:
+        return Component(
             "kube-proxy",
             [str(BIN_DIR / "kube-proxy"), f"--config={self.paths.root / 'kube-proxy.yaml'}", "--v=1"],
             self.paths.logs / "kube-proxy.log",
         )
 
-    def _spawn(self, comp: _Component) -> None:
+    def _spawn(self, comp: Component) -> None:
         # containerd finds its shim on PATH; the others want iptables, ip, mount from the system.
         env = {
             **os.environ,
             "PATH": f"{BIN_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         }
-        with comp.log.open("ab") as log:
-            comp.proc = subprocess.Popen(
-                comp.argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # own process group: stop() signals all of it
-                cwd=self.paths.root,
-                env=env,
-            )
+        comp.spawn(cwd=self.paths.root, env=env)
         self._components.append(comp)
 
     def _wait(self, ready: Callable[[], bool], component: str, what: str, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            for comp in self._components:
-                if comp.proc is not None and comp.proc.poll() is not None:
-                    raise RealNodeError(
-                        f"{comp.name} exited with {comp.proc.returncode} while waiting for {what}; "
-                        f"last lines of {comp.log}:\n{_tail(comp.log)}"
-                    )
-            with contextlib.suppress(httpx.HTTPError, OSError, subprocess.SubprocessError, ValueError):
-                if ready():
-                    return
-            time.sleep(0.5)
-        log = self.paths.logs / f"{component}.log"
-        raise RealNodeError(f"{component}: timed out waiting for {what}; last lines of {log}:\n{_tail(log)}")
+        if not wait_while_running(self._components, ready, what, deadline, RealNodeError):
+            log = self.paths.logs / f"{component}.log"
+            raise RealNodeError(
+                f"{component}: timed out waiting for {what}; last lines of {log}:\n{log_tail(log, 25)}"
+            )
 
     def _node_ready(self) -> bool:
         res = self.cp.kubectl("get", "node", self.name, "-o", "json", check=False)
@@ -355,18 +313,6 @@ class RealNode:
             return client.get("https://10.96.0.1:443/readyz").status_code == 200
 
     # ------------------------------------------------------------------ teardown
-    def _terminate(self, comp: _Component, grace: float = 15.0) -> None:
-        if comp.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(comp.proc.pid, signal.SIGTERM)
-        try:
-            comp.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(comp.proc.pid, signal.SIGKILL)
-            comp.proc.wait(timeout=grace)
-
     def _drain(self, bound: float = 60.0) -> None:
         """Delete the node's pods and let the kubelet tear their sandboxes down through the CRI (which
         releases their IPs and CNI rules) before it stops; bounded, the hard cleanup follows anyway.

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from tests.support.controlplane import BIN_DIR
 from tests.support.net import free_port
+from tests.support.processes import StartStop, stop_process, wait_answering
 
 REGISTRY_BINARY: Path = BIN_DIR / "registry"
 
@@ -27,7 +26,7 @@ class RegistryError(RuntimeError):
     pass
 
 
-class Registry:
+class Registry(StartStop):
     def __init__(self, root: Path, binary: Path = REGISTRY_BINARY) -> None:
         self.root = root
         self.binary = binary
@@ -36,15 +35,6 @@ class Registry:
         self.url = f"http://{self.address}"
         self.log_path = root / "registry.log"
         self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Registry:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self, timeout: float = 30.0) -> None:
         if not self.binary.exists():
@@ -63,30 +53,15 @@ class Registry:
             self._process = subprocess.Popen(
                 [str(self.binary), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self._process.poll() is not None:
-                    raise RegistryError(f"registry exited with {self._process.returncode}:\n{self.log()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/v2/").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RegistryError(
-                        f"registry did not answer on {self.url} within {timeout}s:\n{self.log()}"
-                    )
-                time.sleep(0.05)
+        problem = wait_answering(self._process, f"{self.url}/v2/", timeout)
+        if problem is not None:
+            self.stop()
+            raise RegistryError(f"registry {problem}:\n{self.log()}")
 
     def stop(self, grace: float = 10.0) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, grace)
         self._process = None
 
     def log(self, lines: int = 30) -> str:

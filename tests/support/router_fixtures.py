@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import openai
 import orjson
 import uvicorn
 
@@ -253,3 +254,13 @@ def runtime_or_router(where: str, runtime_url: str, model: str) -> Iterator[str]
         return
     with router_in_front(model, runtime_url.removeprefix("http://"), keys={"test"}) as router:
         yield router.url
+
+
+@contextlib.contextmanager
+def openai_client(where: str, runtime_url: str, model: str) -> Iterator[openai.OpenAI]:
+    """An `openai` client (no retries) of `runtime_or_router(where, runtime_url, model)`."""
+    with (
+        runtime_or_router(where, runtime_url, model) as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0) as client,
+    ):
+        yield client

@@ -12,7 +12,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from tests.support.net import free_port
+from tests.support.processes import logged_process, wait_answering
 
 RUNTIME = Path(sys.executable).parent / "localmodel-runtime"
 
@@ -104,33 +104,29 @@ def runtime_server(
         str(port),
         *args,
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-    server = RuntimeServer(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        _wait_ready(server, ready_timeout)
+    with logged_process(command, log_path, grace=30, env={**os.environ, **(env or {})}) as process:
+        server = RuntimeServer(f"http://127.0.0.1:{port}", process, log_path)
+        problem = wait_answering(process, f"{server.base_url}/readyz", ready_timeout)
+        if problem is not None:
+            pytest.fail(f"localmodel-runtime was not ready ({problem}):\n{server.log()}")
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
-def _wait_ready(server: RuntimeServer, bound: float) -> None:
-    deadline = time.monotonic() + bound
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            code = server.process.poll()
-            if code is not None:
-                pytest.fail(f"localmodel-runtime exited with {code} before it was ready:\n{server.log()}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{server.base_url}/readyz").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"localmodel-runtime was not ready within {bound}s:\n{server.log()}")
-            time.sleep(0.05)
+@contextlib.contextmanager
+def runtime_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+    count: int,
+    config: Mapping[str, Any],
+    models_dir: Path,
+    *,
+    args: Sequence[str] = (),
+) -> Iterator[list[RuntimeServer]]:
+    """`count` replicas of one model, each a `runtime_server` in a directory of its own: started in
+    turn, stopped in reverse."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                runtime_server(tmp_path_factory.mktemp(f"replica{i}"), config, models_dir, args=args)
+            )
+            for i in range(count)
+        ]

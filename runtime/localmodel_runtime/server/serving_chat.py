@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..backends.base import SamplingParams
 from ..templates import RenderError
 from . import protocol
 from .errors import APIError
@@ -144,6 +145,28 @@ async def render_chat(
         ) from None
 
 
+async def answer_with_tools(
+    server: ModelServer,
+    request: Request,
+    plan: ToolPlan,
+    *,
+    params: SamplingParams,
+    include_usage: bool = False,
+    **common: Any,
+) -> tuple[Response, ToolChatFraming]:
+    """Generate a whole answer that may call tools, under `plan`'s schema unless the request brings a
+    grammar of its own; never streamed, since tool calls are known only once complete. Returns the
+    answer and its framing, whose `body` a caller replays as a stream or turns into its own API's shape
+    (`common`: the rest of `respond`'s arguments). Chat, Responses and Messages share it."""
+    if plan.constrained and not params.grammar:
+        params.json_schema = plan.schema()
+    framing = ToolChatFraming(server.name, include_usage, plan)
+    response = await respond(
+        server, request, params=params, framing=framing, stream=False, include_usage=False, **common
+    )
+    return response, framing
+
+
 def _tools(req: protocol.ChatCompletionRequest) -> tuple[list[dict[str, Any]] | None, Any]:
     """`tools`/`tool_choice`, with the legacy `functions`/`function_call` turned into them."""
     tools = req.tools
@@ -174,17 +197,13 @@ async def create_chat_completion(server: ModelServer, request: Request) -> Respo
     structured = server.backend.capabilities().structured_output
     plan = plan_tools(server.config, tools, tool_choice, structured)
     if plan is not None:
-        if plan.constrained and not params.grammar:
-            params.json_schema = plan.schema()
-        framing = ToolChatFraming(server.name, include_usage, plan)
-        response = await respond(
+        response, framing = await answer_with_tools(
             server,
             request,
+            plan,
+            include_usage=include_usage,
             prompts=[(prompt, server.renderer.reply_prefix)],
             params=params,
-            framing=framing,
-            stream=False,
-            include_usage=False,
             prompt_param="messages",
             arrival=arrival,
             n=choice_count(server.config, req),

@@ -27,7 +27,7 @@ from .errors import APIError
 from .images import image_part, request_images
 from .protocol_messages import STOP_REASONS, Block, MessagesRequest, message
 from .serving import ModelServer, parse, read_body, respond, sampling_params
-from .serving_chat import ToolChatFraming, render_chat
+from .serving_chat import answer_with_tools, render_chat
 from .streaming import json_response, sse_response
 from .tools import plan_tools
 
@@ -307,10 +307,7 @@ async def create_message(server: ModelServer, request: Request) -> Response:
         return await respond(
             server, request, framing=framing, stream=req.stream, include_usage=req.stream, **common
         )
-    if plan.constrained and not params.grammar:
-        params.json_schema = plan.schema()
-    tool_framing = ToolChatFraming(server.name, False, plan)
-    await respond(server, request, framing=tool_framing, stream=False, include_usage=False, **common)
+    _, tool_framing = await answer_with_tools(server, request, plan, **common)
     whole = from_chat_completion(framing.id, server.name, tool_framing.body)
     if not req.stream:
         return json_response(whole)

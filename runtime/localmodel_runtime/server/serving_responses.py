@@ -21,7 +21,7 @@ from .errors import APIError
 from .images import image_part, request_images
 from .protocol_responses import Item, ResponsesRequest, message_item, new_id, response
 from .serving import ModelServer, parse, read_body, respond, sampling_params
-from .serving_chat import ToolChatFraming, render_chat
+from .serving_chat import answer_with_tools, render_chat
 from .streaming import json_response, sse_response
 from .tools import json_output, plan_tools
 
@@ -312,10 +312,7 @@ async def create_response(server: ModelServer, request: Request) -> Response:
         return await respond(
             server, request, framing=framing, stream=req.stream, include_usage=req.stream, **common
         )
-    if plan.constrained and not params.grammar:
-        params.json_schema = plan.schema()
-    tool_framing = ToolChatFraming(server.name, False, plan)
-    await respond(server, request, framing=tool_framing, stream=False, include_usage=False, **common)
+    _, tool_framing = await answer_with_tools(server, request, plan, **common)
     whole = from_chat_completion(framing, tool_framing.body)
     if not req.stream:
         return json_response(whole)
