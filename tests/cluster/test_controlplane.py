@@ -15,6 +15,7 @@ import pytest
 from tests.support.controlplane import ControlPlane
 from tests.support.fixtures import Cluster
 from tests.support.podnet import netns_exists
+from tests.support.processes import process_alive
 from tests.support.processnode import ProcessNode
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
@@ -66,14 +67,6 @@ def _container_status(cluster: Cluster, ns: str, pod: str) -> JsonDict | None:
 
 def _pid(pod: JsonDict) -> int:
     return int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_rbac_forbids_a_service_account_without_rights(control_plane: Cluster, namespace: str) -> None:
@@ -240,10 +233,10 @@ def test_deleting_the_deployment_stops_its_processes(control_plane: Cluster, nam
     pods = control_plane.wait(lambda: _ready_pods(control_plane, namespace, app="web"), what="2 ready pods")
     pids = [_pid(p) for p in pods]
     ips = [p["status"]["podIP"] for p in pods]
-    assert all(_alive(pid) for pid in pids)
+    assert all(process_alive(pid) for pid in pids)
     control_plane.kubectl("delete", "deployment", "web", "-n", namespace)
     control_plane.wait(lambda: not control_plane.get("pods", namespace=namespace)["items"], what="pods gone")
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
     for ip in ips:
         with pytest.raises(OSError):
             socket.create_connection((ip, 8080), timeout=1).close()
@@ -277,7 +270,7 @@ def test_teardown_leaves_no_process_port_or_namespace(control_plane: Cluster) ->
             bridge = node.net.bridge
         finally:
             node.stop()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
     assert not set(cp.ports.values()) & _listening_ports()
     assert not any(netns_exists(n) for n in netns)
     assert not os.path.exists(f"/sys/class/net/{bridge}")

@@ -19,19 +19,12 @@ import time
 from pathlib import Path
 
 from tests.support.controlplane import CACHE, CLUSTER_ROOT, ControlPlane, ControlPlaneError
+from tests.support.processes import process_alive
 
 INSTANCE = "dev"
 STATE = CLUSTER_ROOT / INSTANCE / "state.json"
 SERVE_LOG = CLUSTER_ROOT / f"{INSTANCE}.serve.log"
 KUBECONFIG = CACHE / "kubeconfig"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _read_state() -> dict[str, object] | None:
@@ -44,7 +37,7 @@ def _read_state() -> dict[str, object] | None:
 
 def up() -> int:
     state = _read_state()
-    if state and _alive(int(str(state["pid"]))):
+    if state and process_alive(int(str(state["pid"]))):
         print(f"cluster already up: {state['server']} (KUBECONFIG={KUBECONFIG})")
         return 0
     CLUSTER_ROOT.mkdir(parents=True, exist_ok=True)
@@ -78,10 +71,10 @@ def down() -> int:
         print("cluster not running")
         return 0
     pid = int(str(state["pid"]))
-    if _alive(pid):
+    if process_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Belt and braces: whatever the server could not stop, by recorded process group.
     for comp_pid in dict(state.get("components") or {}).values():  # type: ignore[call-overload]
@@ -96,11 +89,11 @@ def down() -> int:
 
 def status() -> int:
     state = _read_state()
-    if state is None or not _alive(int(str(state["pid"]))):
+    if state is None or not process_alive(int(str(state["pid"]))):
         print("cluster not running")
         return 1
     comps = dict(state.get("components") or {})  # type: ignore[call-overload]
-    dead = [name for name, p in comps.items() if not _alive(int(p))]
+    dead = [name for name, p in comps.items() if not process_alive(int(p))]
     print(f"cluster up: {state['server']} (KUBECONFIG={KUBECONFIG})" + (f"; DEAD: {dead}" if dead else ""))
     return 1 if dead else 0
 

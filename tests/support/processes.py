@@ -25,6 +25,15 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process of that id exists (a zombie counts until it is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def signal_group(pid: int, sig: signal.Signals) -> None:
     """Signal a process group that may be gone already."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
