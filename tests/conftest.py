@@ -4,5 +4,19 @@ Fixtures live in tests/support/ (importable helpers, no test collection there); 
 registers them so that unit, runtime, cluster and e2e tests all see the same session fixtures.
 """
 
+import gc
+from collections.abc import Iterator
+
+import pytest
+
 from tests.support.fixtures import control_plane, namespace  # noqa: F401
 from tests.support.fixtures_models import gemma_gguf, tiny_gguf  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage() -> Iterator[None]:
+    """Collect reference cycles after every test, so that a socket or file a test leaves to the
+    garbage collector warns (ResourceWarning, an error here) in that test's teardown rather than in
+    whichever later test the collector happens to run in."""
+    yield
+    gc.collect()
