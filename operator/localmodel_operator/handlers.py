@@ -32,8 +32,16 @@ def register(reconciler: Reconciler, registry: kopf.OperatorRegistry) -> None:
             await reconciler.released(dict(body))
 
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    async def deployment_changed(
+        body: kopf.Body, meta: kopf.Meta, namespace: str | None, type: str | None, **_: Any
+    ) -> None:
+        owner = meta.get("labels", {}).get(MODEL_LABEL)
+        if owner and namespace:
+            deployment = None if type == "DELETED" else dict(body)
+            await reconciler.deployment_changed(namespace, owner, deployment)
+
     @kopf.on.event("", "v1", "pods", labels=MANAGED, registry=registry)
-    async def child_changed(meta: kopf.Meta, namespace: str | None, type: str | None, **_: Any) -> None:
+    async def pod_changed(meta: kopf.Meta, namespace: str | None, **_: Any) -> None:
         owner = meta.get("labels", {}).get(MODEL_LABEL)
         if owner and namespace:
             await reconciler.refresh(namespace, owner)

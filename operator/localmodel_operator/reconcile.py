@@ -34,11 +34,23 @@ from .ownership import ownership
 from .placement import Placement, PlacementError, place
 from .policy import violations
 from .settings import OperatorSettings
-from .status import Problem, alias_conditions, conditions, merge_conditions, status_fields, transitions
+from .status import (
+    Problem,
+    alias_conditions,
+    conditions,
+    merge_conditions,
+    pods_matter,
+    status_fields,
+    transitions,
+)
 from .token_secret import build_token_secret, with_token
 
 log = logging.getLogger(__name__)
 EVENT_TYPES = {("Degraded", "True"): "Warning", ("Ready", "False"): "Normal"}
+
+
+def resource_version(obj: dict[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 @dataclass
@@ -145,6 +157,11 @@ class Reconciler:
     """Children the API server refused for a generation of the spec (reported until the spec changes)."""
     _waiting: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     """API name → LocalModels that wait for an older one holding that name to go (NameConflict)."""
+    _deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """A model's Deployment as a caller already holds it (an apply's answer, a watch event): the next
+    refresh reads it instead of asking the API server again."""
+    _seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The resourceVersion of the Deployment the last refresh of each model read."""
 
     async def reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -180,7 +197,7 @@ class Reconciler:
                     # No watch sees the object go away, so look again later (not in a hot loop).
                     raise RetryLater(f"{namespace}/{name}: {what}")
                 try:
-                    await self.kube.apply(child)
+                    applied = await self.kube.apply(child)
                 except KubeError as exc:
                     if exc.status == FORBIDDEN:
                         await self._forbidden(key, generation, child, exc)
@@ -189,6 +206,8 @@ class Reconciler:
                     what = f"{child['kind']} {child['metadata']['name']} was rejected: {exc}"
                     self._rejected[key] = (generation, Problem("InvalidSpec", what))
                     break
+                if child["kind"] == "Deployment":
+                    self._deployments[key] = applied
         await self.refresh(namespace, name)
 
     async def _forbidden(
@@ -247,6 +266,18 @@ class Reconciler:
             await self.kube.event(body, "Warning", "InferencePoolUnavailable", message)
         return []
 
+    async def deployment_changed(self, namespace: str, name: str, deployment: dict[str, Any] | None) -> None:
+        """A watch event of a model's Deployment (None: it was deleted): refresh from it, unless the last
+        refresh already read that version (the event of the operator's own apply)."""
+        key = (namespace, name)
+        if deployment is None:
+            self._deployments.pop(key, None)
+        elif resource_version(deployment) == self._seen.get(key):
+            return
+        else:
+            self._deployments[key] = deployment
+        await self.refresh(namespace, name)
+
     async def refresh(self, namespace: str, name: str) -> None:
         """Recompute and publish the status; concurrent calls for one model coalesce into one more run."""
         key = (namespace, name)
@@ -265,8 +296,8 @@ class Reconciler:
         try:
             body = await self.kube.get_localmodel(namespace, name)
         except NotFound:
-            self._locks.pop((namespace, name), None)
-            self._rejected.pop((namespace, name), None)
+            for known in (self._locks, self._rejected, self._deployments, self._seen):
+                known.pop((namespace, name), None)
             self._pool_warned.discard((namespace, name))
             return
         meta = body["metadata"]
@@ -276,10 +307,13 @@ class Reconciler:
         if evaluation.problem is None and rejected is not None and rejected[0] == generation:
             evaluation = Evaluation(evaluation.spec, evaluation.placement, rejected[1])
         deployment, pods = None, []
+        held = self._deployments.pop((namespace, name), None)
         if evaluation.problem is None:
-            deployment = await self.kube.get_deployment(namespace, name)
-            selector = Model(name, namespace, "", evaluation.spec).selector() if evaluation.spec else {}
-            pods = await self.kube.list_pods(namespace, selector)
+            deployment = held or await self.kube.get_deployment(namespace, name)
+            self._seen[(namespace, name)] = resource_version(deployment)
+            if pods_matter(deployment):
+                selector = Model(name, namespace, "", evaluation.spec).selector() if evaluation.spec else {}
+                pods = await self.kube.list_pods(namespace, selector)
         old_status = body.get("status") or {}
         old_conditions = old_status.get("conditions") or []
         if evaluation.spec is not None and evaluation.spec.alias and evaluation.problem is None:

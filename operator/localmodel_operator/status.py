@@ -136,6 +136,14 @@ def transitions(old: list[Condition], new: list[Condition]) -> list[Condition]:
     return [c for c in new if previous.get(c["type"]) != (c["status"], c["reason"])]
 
 
+def pods_matter(deployment: dict[str, Any] | None) -> bool:
+    """Whether the pods can change the conditions: only while fewer replicas are ready than desired
+    (a pod's trouble is then the reason), so a healthy or scaled-to-zero model needs no pod listing."""
+    spec = (deployment or {}).get("spec") or {}
+    ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    return ready < int(spec.get("replicas", 1))
+
+
 def conditions(
     generation: int,
     error: Problem | None,
@@ -158,7 +166,7 @@ def conditions(
     current = deployment is not None and dstatus.get("observedGeneration", 0) >= (
         deployment.get("metadata") or {}
     ).get("generation", 0)
-    problem = pod_problem(pods) if ready < desired else None
+    problem = pod_problem(pods) if pods_matter(deployment) else None
     counts = f"{ready}/{desired} replicas ready"
     if desired == 0:
         ready_cond = _condition(

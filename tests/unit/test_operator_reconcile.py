@@ -71,6 +71,10 @@ class FakeKube:
         """Objects already on the server, by (kind, name)."""
         self.localmodels: list[dict[str, Any]] = []
         """Other LocalModels in the watched namespaces."""
+        self.deployment: dict[str, Any] | None = None
+        """The model's Deployment as the server has it."""
+        self.reads: list[str] = []
+        """The Deployment GETs and pod listings, in order."""
 
     async def list_name_claimants(self, namespace: str | None, name: str) -> list[dict[str, Any]]:
         return [self.body, *self.localmodels]
@@ -89,9 +93,11 @@ class FakeKube:
         return self.body
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return None
+        self.reads.append("deployment")
+        return self.deployment
 
     async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        self.reads.append("pods")
         return []
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -282,3 +288,35 @@ async def test_with_a_release_key_each_runtime_gets_its_own_token_from_its_secre
             "valueFrom": {"secretKeyRef": {"name": "m-runtime-token", "key": "token"}},
         }
     ]
+
+
+def deployment(version: str, replicas: int, ready: int) -> dict[str, Any]:
+    meta = {"name": "m", "resourceVersion": version, "generation": 1}
+    return {"metadata": meta, "spec": {"replicas": replicas}, "status": {"readyReplicas": ready}}
+
+
+async def test_pods_are_listed_only_while_replicas_are_missing() -> None:
+    kube = FakeKube(body(llama()))
+    r = reconciler(kube)
+    for replicas, ready, listed in ((1, 0, True), (2, 1, True), (1, 1, False), (0, 0, False)):
+        kube.reads.clear()
+        kube.deployment = deployment("7", replicas, ready)
+        await r.refresh("ns", "m")
+        assert kube.reads == (["deployment", "pods"] if listed else ["deployment"]), (replicas, ready)
+
+
+async def test_a_deployment_event_is_read_from_the_event_and_once() -> None:
+    kube = FakeKube(body(llama()))
+    r = reconciler(kube)
+    kube.deployment = deployment("7", 1, 1)
+    await r.reconcile(kube.body)
+    # The apply's answer stood for the Deployment (the fake answers with the manifest it was given).
+    assert "Deployment" in kube.applied and "deployment" not in kube.reads
+    kube.reads.clear()
+    await r.deployment_changed("ns", "m", deployment("8", 1, 1))
+    assert kube.reads == []  # the event's own Deployment, healthy: no GET, no pod listing
+    assert kube.body["status"]["readyReplicas"] == 1
+    await r.deployment_changed("ns", "m", deployment("8", 1, 1))  # the same version again: nothing
+    assert kube.reads == []
+    await r.deployment_changed("ns", "m", None)  # deleted: asked for again
+    assert kube.reads[0] == "deployment"
