@@ -32,6 +32,13 @@ CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "ping"}]
 class Setup:
     def __init__(self) -> None:
         self.servers: list[ThreadServer] = []
+        self.clients: list[openai.OpenAI] = []
+
+    def client(self, server: ThreadServer, key: str = "unused") -> openai.OpenAI:
+        """An OpenAI client of `server`, closed with the servers."""
+        made = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=20)
+        self.clients.append(made)
+        return made
 
     def runtime(self, mode: str = "ok") -> tuple[FakeRuntime, ThreadServer]:
         fake = FakeRuntime(mode=mode)
@@ -57,6 +64,8 @@ class Setup:
         return app, server
 
     def stop(self) -> None:
+        for made in self.clients:
+            made.close()
         for server in reversed(self.servers):
             server.stop()
 
@@ -66,10 +75,6 @@ def setup() -> Iterator[Setup]:
     made = Setup()
     yield made
     made.stop()
-
-
-def client(server: ThreadServer, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=20)
 
 
 def metric(server: ThreadServer, line_start: str) -> float:
@@ -83,9 +88,9 @@ def metric(server: ThreadServer, line_start: str) -> float:
 def test_completion_and_stream_through_the_openai_client(setup: Setup) -> None:
     fake, upstream = setup.runtime()
     _, router = setup.router({"m": [upstream.address]})
-    answer = client(router).chat.completions.create(model="m", messages=CHAT)
+    answer = setup.client(router).chat.completions.create(model="m", messages=CHAT)
     assert answer.choices[0].message.content == "pong"
-    stream = client(router).chat.completions.create(model="m", messages=CHAT, stream=True)
+    stream = setup.client(router).chat.completions.create(model="m", messages=CHAT, stream=True)
     pieces = [c.choices[0].delta.content for c in stream if c.choices]
     assert "".join(p or "" for p in pieces) == "t0 t1 t2 t3 t4 "
     assert fake.paths == ["/v1/chat/completions", "/v1/chat/completions"]
@@ -99,7 +104,7 @@ def test_unknown_model_is_404_model_not_found(setup: Setup) -> None:
     _, upstream = setup.runtime()
     _, router = setup.router({"m": [upstream.address]})
     with pytest.raises(openai.NotFoundError) as caught:
-        client(router).chat.completions.create(model="nope", messages=CHAT)
+        setup.client(router).chat.completions.create(model="nope", messages=CHAT)
     assert caught.value.code == "model_not_found"
     body = httpx.post(router.url + "/v1/completions", json={"model": "nope", "prompt": "x"}).json()
     assert set(body["error"]) == {"message", "type", "param", "code"}
@@ -126,7 +131,7 @@ def test_model_from_bearer_token_then_single_model(setup: Setup) -> None:
 def test_models_list_with_readiness(setup: Setup) -> None:
     _, upstream = setup.runtime()
     _, router = setup.router({"up": [upstream.address], "down": []})
-    listing = client(router).models.list()
+    listing = setup.client(router).models.list()
     ready = {m.id: m.model_extra["ready"] for m in listing.data if m.model_extra}
     assert ready == {"up": True, "down": False}
     assert {m.object for m in listing.data} == {"model"}
@@ -135,7 +140,7 @@ def test_models_list_with_readiness(setup: Setup) -> None:
 def test_mid_stream_failure_raises_api_error(setup: Setup) -> None:
     _, upstream = setup.runtime("die_mid_stream")
     _, router = setup.router({"m": [upstream.address]})
-    stream = client(router).chat.completions.create(model="m", messages=CHAT, stream=True)
+    stream = setup.client(router).chat.completions.create(model="m", messages=CHAT, stream=True)
     received: list[str] = []
     with pytest.raises(openai.APIError) as caught:
         for chunk in stream:
@@ -173,7 +178,7 @@ def test_5xx_everywhere_is_relayed_in_openai_shape(setup: Setup) -> None:
     second, b = setup.runtime("fail500")
     _, router = setup.router({"m": [a.address, b.address]})
     with pytest.raises(openai.InternalServerError) as caught:
-        client(router).completions.create(model="m", prompt="x")
+        setup.client(router).completions.create(model="m", prompt="x")
     assert "backend exploded" in caught.value.message
     assert len(first.requests) + len(second.requests) == 2  # one try and one retry, no more
 
@@ -267,11 +272,11 @@ def test_api_keys(setup: Setup) -> None:
     fake, upstream = setup.runtime()
     _, router = setup.router({"m": [upstream.address]}, keys=ApiKeys({"sk-good"}))
     with pytest.raises(openai.AuthenticationError):
-        client(router, "sk-wrong").completions.create(model="m", prompt="x")
+        setup.client(router, "sk-wrong").completions.create(model="m", prompt="x")
     response = httpx.post(router.url + "/v1/completions", json={"model": "m", "prompt": "x"})
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert httpx.get(router.url + "/v1/models").status_code == 401
-    assert client(router, "sk-good").completions.create(model="m", prompt="x").id == "cmpl-1"
+    assert setup.client(router, "sk-good").completions.create(model="m", prompt="x").id == "cmpl-1"
     assert httpx.get(router.url + "/healthz").status_code == 200  # probes need no key
     assert len(fake.requests) == 1
 
@@ -294,8 +299,8 @@ def test_metrics_need_a_key_only_when_asked(setup: Setup) -> None:
 def test_metrics_present(setup: Setup) -> None:
     _, upstream = setup.runtime()
     _, router = setup.router({"m": [upstream.address]})
-    client(router).completions.create(model="m", prompt="x")
-    list(client(router).chat.completions.create(model="m", messages=CHAT, stream=True))
+    setup.client(router).completions.create(model="m", prompt="x")
+    list(setup.client(router).chat.completions.create(model="m", messages=CHAT, stream=True))
     text = httpx.get(router.url + "/metrics").text
     assert 'localmodel_router_requests_total{model="m",status="200"} 2.0' in text
     assert 'localmodel_router_request_duration_seconds_count{model="m"} 2.0' in text
@@ -335,7 +340,7 @@ def test_scale_from_zero_wakes_once_and_holds_the_request(setup: Setup) -> None:
         {"cold": []}, model_settings=ModelSettings(min_replicas=0, scale_down_delay=3600), scaler=scaler
     )
     scaler.table = app.table
-    answer = client(router).completions.create(model="cold", prompt="x")
+    answer = setup.client(router).completions.create(model="cold", prompt="x")
     assert answer.id == "cmpl-1"
     assert scaler.ups == 1 and len(fake.requests) == 1
     assert metric(router, 'localmodel_router_scale_ups_total{model="cold"}') == 1

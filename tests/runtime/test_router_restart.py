@@ -85,6 +85,7 @@ class Stream:
 
 
 async def consume(client: openai.AsyncOpenAI, seen: Stream) -> None:
+    """Read one stream into `seen`, then close `client`."""
     try:
         stream = await client.chat.completions.create(
             model="tiny",
@@ -104,6 +105,7 @@ async def consume(client: openai.AsyncOpenAI, seen: Stream) -> None:
         seen.error = exc
     finally:
         seen.started.set()
+        await client.close()
 
 
 async def stream_in_flight(router: RouterProcess) -> tuple[Stream, asyncio.Task[None]]:
@@ -133,10 +135,12 @@ async def answers_after_restart(router: RouterProcess, args: list[str], tmp_path
     """A router started on the stopped one's port serves a request."""
     again = RouterProcess(args, tmp_path / "router-again.log", port=router.port).wait_ready()
     try:
-        client = openai.AsyncOpenAI(base_url=f"{again.url}/v1", api_key="unused", max_retries=0, timeout=60)
-        reply = await client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "hello again"}], max_tokens=4
-        )
+        async with openai.AsyncOpenAI(
+            base_url=f"{again.url}/v1", api_key="unused", max_retries=0, timeout=60
+        ) as client:
+            reply = await client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hello again"}], max_tokens=4
+            )
         assert reply.choices[0].finish_reason == "length"
     finally:
         again.stop()

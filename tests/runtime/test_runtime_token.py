@@ -39,8 +39,9 @@ def test_api_paths_need_the_token_and_answer_401_in_openais_shape(server: Runtim
         server.base_url + "/v1/models", headers={"Authorization": f"Bearer {other}"}, timeout=30
     )
     assert denied.status_code == 401
-    client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-    granted = client.post("/v1/completions", json=body)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as client:
+        granted = client.post("/v1/completions", json=body)
     assert granted.status_code == 200, granted.text
     assert granted.json()["choices"][0]["text"] is not None
 

@@ -119,6 +119,7 @@ class ProcessNode:
             self.net.close()
         with contextlib.suppress(Exception):  # the control plane may already be gone
             self.client.delete(Node, self.name)
+        self.client.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def base_env(self, pod: JsonDict) -> dict[str, str]:
