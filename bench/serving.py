@@ -390,6 +390,7 @@ def main() -> int:
             )
             results.setdefault(target, {}).update(aiperf(url, workload, work, tokenizer))
 
+    (CACHE / "bench").mkdir(parents=True, exist_ok=True)  # a fresh checkout's .cache has none yet
     with tempfile.TemporaryDirectory(prefix="bench-serving-", dir=CACHE / "bench") as tmp:
         work = Path(tmp)
         concurrency = [w for w in by_load if w.load == "concurrency"]
