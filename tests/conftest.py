@@ -5,8 +5,10 @@ registers them so that unit, runtime, cluster and e2e tests all see the same ses
 """
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import openai
 import pytest
 
 from tests.support.fixtures import control_plane, namespace  # noqa: F401
@@ -20,3 +22,19 @@ def collect_garbage() -> Iterator[None]:
     whichever later test the collector happens to run in."""
     yield
     gc.collect()
+
+
+@pytest.fixture
+def openai_clients() -> Iterator[Callable[..., openai.OpenAI]]:
+    """Makes `openai` clients (no retries, so a test sees the status the server answered) that are
+    closed when the test ends: `openai_clients(base_url, timeout=120)`."""
+    made: list[openai.OpenAI] = []
+
+    def make(base_url: str, **options: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -82,12 +82,13 @@ def test_a_one_replica_rollout_answers_every_request_and_ends_the_stream(
     start_router: Callable[..., RouterProcess],
     tiny_gguf: Path,
     device: str,
+    openai_clients: Callable[..., openai.OpenAI],
 ) -> None:
     source = control_plane.cp.dir / f"{namespace}-tiny.gguf"  # not under /tmp, a pod's own emptyDir
     shutil.copyfile(tiny_gguf, source)
     control_plane.apply(local_model(source, device), namespace)
     router = start_router()
-    client = openai.OpenAI(base_url=f"{router.url}/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai_clients(f"{router.url}/v1", timeout=120)
     control_plane.wait(lambda: answers(client, NAME), 180, "the model to answer through the router")
     (old,) = runtime_pods(control_plane, namespace)
 

@@ -46,6 +46,7 @@ def operator_proc(
 
 
 def test_request_creates_the_model_which_is_fetched_started_and_answers(
+    openai_clients: Callable[..., openai.OpenAI],
     control_plane: Cluster,
     operator_proc: OperatorProcess,
     start_router: Callable[..., RouterProcess],
@@ -61,7 +62,7 @@ def test_request_creates_the_model_which_is_fetched_started_and_answers(
         "240",
         auto_setup=True,
     )
-    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    client = openai_clients(router.url + "/v1", timeout=300)
     requested = f"{REPO}/{FILE}"
     try:
         completion = client.completions.create(model=requested, prompt="hello", max_tokens=8, seed=1)

@@ -8,7 +8,7 @@ the process node. Only the official `openai` client talks to the router.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ def operator_proc(
 
 
 def test_gemma_example_served_through_the_router_then_deleted(
+    openai_clients: Callable[..., openai.OpenAI],
     control_plane: Cluster,
     operator_proc: OperatorProcess,
     start_router: Any,
@@ -59,7 +60,7 @@ def test_gemma_example_served_through_the_router_then_deleted(
     control_plane.wait(
         lambda: router.models().get(MODEL, {}).get("ready"), timeout=60, what="router discovery"
     )
-    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai_clients(router.url + "/v1", timeout=120)
 
     completion = client.completions.create(
         model=MODEL, prompt="Q: What is the capital of France?\nA:", max_tokens=16, temperature=0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -95,7 +95,7 @@ def test_operator_image_runs_both_roles_as_65532_read_only(pushed: dict[str, str
 
 
 def test_runtime_image_from_the_registry_serves_gemma_as_65532_on_a_read_only_root(
-    pushed: dict[str, str], gemma_gguf: Path, tmp_path: Path
+    openai_clients: Callable[..., openai.OpenAI], pushed: dict[str, str], gemma_gguf: Path, tmp_path: Path
 ) -> None:
     image = pushed["llama-cpp-cpu"]
     # Pull it back: what runs is what the registry holds, as on a node.
@@ -126,7 +126,7 @@ def test_runtime_image_from_the_registry_serves_gemma_as_65532_on_a_read_only_ro
         assert podman("exec", name, "id", "-u").stdout.strip() == "65532"
         denied = podman("exec", name, "touch", "/opt/venv/written", check=False)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
+        client = openai_clients(f"{base}/v1", timeout=120)
         completion = client.completions.create(
             model="gemma-3-270m", prompt="Q: What is the capital of France?\nA:", max_tokens=16, temperature=0
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,11 @@ def _ready_pods(c: NodeCluster, namespace: str, **labels: str) -> list[dict[str,
 
 
 def test_gemma_through_the_chart_on_the_real_node(
-    real_cluster: NodeCluster, node_images: dict[str, str], gemma_gguf: Path, tmp_path: Path
+    openai_clients: Callable[..., openai.OpenAI],
+    real_cluster: NodeCluster,
+    node_images: dict[str, str],
+    gemma_gguf: Path,
+    tmp_path: Path,
 ) -> None:
     c = real_cluster
     c.kubectl("create", "namespace", MODELS_NS)
@@ -63,7 +68,7 @@ def test_gemma_through_the_chart_on_the_real_node(
         denied = c.kubectl("exec", "-n", RELEASE_NS, name, "--", "touch", "/opt/written", check=False)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
 
-    client = openai.OpenAI(base_url=f"{router_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai_clients(f"{router_url}/v1", timeout=120)
 
     files = tmp_path / "files"
     files.mkdir()

@@ -16,7 +16,7 @@ import shutil
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,12 @@ def _ready(pod: dict[str, Any] | None) -> bool:
 
 
 def test_killed_runtime_is_restarted_in_flight_request_fails_fast_new_ones_succeed(
-    real_cluster: NodeCluster, router_url: str, files: str, namespace: str, gemma_gguf: Path
+    openai_clients: Callable[..., openai.OpenAI],
+    real_cluster: NodeCluster,
+    router_url: str,
+    files: str,
+    namespace: str,
+    gemma_gguf: Path,
 ) -> None:
     c = real_cluster
     model = _model("gemma", files, GEMMA_FILE, _sha256(gemma_gguf))
@@ -106,7 +111,7 @@ def test_killed_runtime_is_restarted_in_flight_request_fails_fast_new_ones_succe
     except BaseException:
         print(c.describe(namespace))
         raise
-    client = openai.OpenAI(base_url=f"{router_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai_clients(f"{router_url}/v1", timeout=120)
     c.wait(lambda: _answers(client), 120, "the router to serve gemma")
 
     # A long generation in flight; the runtime's main process dies under it.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,16 @@ def runtime_pods(c: NodeCluster, namespace: str) -> list[dict[str, Any]]:
 
 
 def test_a_one_replica_rollout_on_the_real_node_answers_every_request_and_ends_the_stream(
-    real_cluster: NodeCluster, router_url: str, files: str, namespace: str, tiny_gguf: Path
+    openai_clients: Callable[..., openai.OpenAI],
+    real_cluster: NodeCluster,
+    router_url: str,
+    files: str,
+    namespace: str,
+    tiny_gguf: Path,
 ) -> None:
     c = real_cluster
     c.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(local_model(files, tiny_gguf)))
-    client = openai.OpenAI(base_url=f"{router_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai_clients(f"{router_url}/v1", timeout=120)
     try:
         c.wait(lambda: answers(client, NAME), 600, "the model to answer through the router")
     except BaseException:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class RuntimeServer:
     """`http://127.0.0.1:PORT` (the OpenAI API is under /v1)."""
     process: subprocess.Popen[bytes]
     log_path: Path
+    clients: list[openai.OpenAI] = field(default_factory=list)
+    """The clients `client()` made, closed with the server."""
 
     @property
     def api_url(self) -> str:
@@ -48,7 +50,9 @@ class RuntimeServer:
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
         # No retries: a test must see the status the server answered, not a retried one.
-        return openai.OpenAI(base_url=self.api_url, api_key="test", max_retries=0, **kwargs)
+        made = openai.OpenAI(base_url=self.api_url, api_key="test", max_retries=0, **kwargs)
+        self.clients.append(made)
+        return made
 
     def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.api_url, api_key="test", max_retries=0, **kwargs)
@@ -109,7 +113,11 @@ def runtime_server(
         problem = wait_answering(process, f"{server.base_url}/readyz", ready_timeout)
         if problem is not None:
             pytest.fail(f"localmodel-runtime was not ready ({problem}):\n{server.log()}")
-        yield server
+        try:
+            yield server
+        finally:
+            for client in server.clients:
+                client.close()
 
 
 @contextlib.contextmanager
