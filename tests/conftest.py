@@ -27,11 +27,11 @@ def collect_garbage() -> Iterator[None]:
 @pytest.fixture
 def openai_clients() -> Iterator[Callable[..., openai.OpenAI]]:
     """Makes `openai` clients (no retries, so a test sees the status the server answered) that are
-    closed when the test ends: `openai_clients(base_url, timeout=120)`."""
+    closed when the test ends: `openai_clients(base_url, timeout=120)` (`api_key=` to present one)."""
     made: list[openai.OpenAI] = []
 
     def make(base_url: str, **options: Any) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, **options)
+        client = openai.OpenAI(**{"base_url": base_url, "api_key": "unused", "max_retries": 0, **options})
         made.append(client)
         return client
 

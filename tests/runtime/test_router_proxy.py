@@ -6,7 +6,7 @@ paths they guard run at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -30,15 +30,13 @@ CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "ping"}]
 
 
 class Setup:
-    def __init__(self) -> None:
+    def __init__(self, openai_clients: Callable[..., openai.OpenAI]) -> None:
         self.servers: list[ThreadServer] = []
-        self.clients: list[openai.OpenAI] = []
+        self._clients = openai_clients
 
     def client(self, server: ThreadServer, key: str = "unused") -> openai.OpenAI:
-        """An OpenAI client of `server`, closed with the servers."""
-        made = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=20)
-        self.clients.append(made)
-        return made
+        """An OpenAI client of `server` (closed when the test ends)."""
+        return self._clients(server.url + "/v1", api_key=key, timeout=20)
 
     def runtime(self, mode: str = "ok") -> tuple[FakeRuntime, ThreadServer]:
         fake = FakeRuntime(mode=mode)
@@ -64,15 +62,13 @@ class Setup:
         return app, server
 
     def stop(self) -> None:
-        for made in self.clients:
-            made.close()
         for server in reversed(self.servers):
             server.stop()
 
 
 @pytest.fixture
-def setup() -> Iterator[Setup]:
-    made = Setup()
+def setup(openai_clients: Callable[..., openai.OpenAI]) -> Iterator[Setup]:
+    made = Setup(openai_clients)
     yield made
     made.stop()
 
