@@ -9,12 +9,13 @@ import kopf
 from localmodel_runtime.resource import GROUP, PLURAL, VERSION
 
 from .builders import MODEL_LABEL
+from .kopf_storage import MemoryDiffBase
 from .reconcile import Reconciler, RetryLater
 
 MANAGED = {"app.kubernetes.io/managed-by": "localmodel-operator"}
 
 
-def register(reconciler: Reconciler, registry: kopf.OperatorRegistry) -> None:
+def register(reconciler: Reconciler, registry: kopf.OperatorRegistry, diffbase: MemoryDiffBase) -> None:
     """Register the handlers against `registry` (a fresh one per operator run: no module-level state)."""
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
@@ -29,7 +30,10 @@ def register(reconciler: Reconciler, registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def localmodel_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         if type == "DELETED":
+            diffbase.forget(dict(body))
             await reconciler.released(dict(body))
+        else:
+            reconciler.observed(dict(body))
 
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
     async def deployment_changed(

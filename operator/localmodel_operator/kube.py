@@ -156,9 +156,10 @@ class Kube:
         except ApiError as exc:
             raise _wrap(exc) from exc
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge `status` into the LocalModel's status; the LocalModel as the server then has it."""
         try:
-            await self.client.patch(
+            obj = await self.client.patch(
                 LocalModelResource.Status,
                 name,
                 {"status": status},
@@ -167,6 +168,7 @@ class Kube:
             )
         except ApiError as exc:
             raise _wrap(exc) from exc
+        return as_dict(obj)
 
     async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the LocalModel (`kubectl describe lm` shows it)."""

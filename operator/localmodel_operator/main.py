@@ -1,9 +1,9 @@
 """`localmodel-operator`: the kopf operator process.
 
-kopf settings are chosen on purpose: our own finalizer and annotation prefix (progress and diff-base in
-annotations, never in `status`, which is the user's view), a watch server timeout so stale watches are
-renewed, Events posted only for warnings and above besides our own transition Events, a liveness
-endpoint for the kubelet, and JSON logs.
+kopf settings are chosen on purpose: our own finalizer and annotation prefix (retry progress in
+annotations, never in `status`, which is the user's view; the diff-base in memory: `kopf_storage.py`),
+a watch server timeout so stale watches are renewed, Events posted only for warnings and above besides
+our own transition Events, a liveness endpoint for the kubelet, and JSON logs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from localmodel_runtime.resource import GROUP
 from localmodel_runtime.resource.runtime_token import read_key
 
 from .handlers import register
+from .kopf_storage import MemoryDiffBase, ProgressAnnotations
 from .kube import Kube
 from .preload import preload
 from .reconcile import Reconciler
@@ -44,12 +45,10 @@ WORKER_LIMIT = 32
 WORKER_IDLE_SECONDS = 0.5
 
 
-def configure(settings: kopf.OperatorSettings, watch_timeout: int) -> None:
+def configure(settings: kopf.OperatorSettings, watch_timeout: int, diffbase: MemoryDiffBase) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = ProgressAnnotations()
+    settings.persistence.diffbase_storage = diffbase
     settings.watching.server_timeout = watch_timeout
     settings.watching.client_timeout = watch_timeout + 30
     settings.watching.connect_timeout = 30
@@ -103,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     clusterwide = args.all_namespaces or not namespaces
     registry = kopf.OperatorRegistry()
     kopf_settings = kopf.OperatorSettings()
-    configure(kopf_settings, args.watch_timeout)
+    diffbase = MemoryDiffBase()
+    configure(kopf_settings, args.watch_timeout, diffbase)
     kube = Kube(settings.field_manager)
 
     @kopf.on.login(registry=registry)
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"localmodel-operator: runtimeKeyFile: {exc}", file=sys.stderr)
         return 2
-    register(Reconciler(kube, settings, () if clusterwide else tuple(namespaces), key), registry)
+    register(Reconciler(kube, settings, () if clusterwide else tuple(namespaces), key), registry, diffbase)
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,

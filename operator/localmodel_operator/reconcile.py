@@ -53,6 +53,15 @@ def resource_version(obj: dict[str, Any] | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
+def newer(obj: dict[str, Any], than: dict[str, Any]) -> bool:
+    """Whether `obj` is a later version of the object `than` is (resourceVersions compare as integers
+    since Kubernetes 1.35; where one does not parse, the one that arrived last is taken)."""
+    mine, theirs = resource_version(obj), resource_version(than)
+    if mine.isdigit() and theirs.isdigit():
+        return int(mine) > int(theirs)
+    return True
+
+
 @dataclass
 class Evaluation:
     """What the spec says, before looking at the cluster."""
@@ -162,8 +171,21 @@ class Reconciler:
     refresh reads it instead of asking the API server again."""
     _seen: dict[tuple[str, str], str] = field(default_factory=dict)
     """The resourceVersion of the Deployment the last refresh of each model read."""
+    _models: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """The newest version of each LocalModel known (from its watch events and the answers to our status
+    patches), which a refresh starts from instead of reading it again: only the operator writes the
+    status, and any other change to the object arrives as a watch event."""
+
+    def observed(self, body: dict[str, Any]) -> None:
+        """A LocalModel as a watch event carried it or a write answered: kept when it is the newest."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        held = self._models.get(key)
+        if held is None or newer(body, held):
+            self._models[key] = body
 
     async def reconcile(self, body: dict[str, Any]) -> None:
+        self.observed(body)
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         key, generation = (namespace, name), int(meta.get("generation", 1))
@@ -244,6 +266,8 @@ class Reconciler:
     async def released(self, body: dict[str, Any]) -> None:
         """A LocalModel was deleted: the models that waited for its API name are reconciled now (one of
         them takes the name over) rather than at their next retry."""
+        meta = body.get("metadata") or {}
+        self._models.pop((meta.get("namespace", ""), meta.get("name", "")), None)
         for namespace, name in sorted(self._waiting.pop(api_name(body), set())):
             try:
                 await self.reconcile(await self.kube.get_localmodel(namespace, name))
@@ -292,14 +316,20 @@ class Reconciler:
                 if key not in self._pending:
                     break
 
+    def _forget(self, namespace: str, name: str) -> None:
+        for known in (self._locks, self._rejected, self._deployments, self._seen, self._models):
+            known.pop((namespace, name), None)
+        self._pool_warned.discard((namespace, name))
+
     async def _refresh_once(self, namespace: str, name: str) -> None:
-        try:
-            body = await self.kube.get_localmodel(namespace, name)
-        except NotFound:
-            for known in (self._locks, self._rejected, self._deployments, self._seen):
-                known.pop((namespace, name), None)
-            self._pool_warned.discard((namespace, name))
-            return
+        body = self._models.get((namespace, name))
+        if body is None:
+            try:
+                body = await self.kube.get_localmodel(namespace, name)
+            except NotFound:
+                self._forget(namespace, name)
+                return
+            self.observed(body)
         meta = body["metadata"]
         generation = int(meta.get("generation", 1))
         evaluation = evaluate(name, namespace, body.get("spec") or {}, self.settings)
@@ -329,19 +359,27 @@ class Reconciler:
         }
         if all(old_status.get(k) == v for k, v in status.items()):
             return
-        await self.kube.patch_status(namespace, name, status)
+        try:
+            self.observed(await self.kube.patch_status(namespace, name, status))
+        except NotFound:  # deleted since the version held was current
+            self._forget(namespace, name)
+            return
         changed = transitions(old_conditions, new_conditions)
         # A problem turns Ready and Progressing false with the same reason: one Warning says it all.
         problem = next(
             (c["reason"] for c in changed if c["type"] == "Degraded" and c["status"] == "True"), None
         )
         for cond in changed:
+            log.info("%s/%s %s=%s (%s)", namespace, name, cond["type"], cond["status"], cond["reason"])
             kind = EVENT_TYPES.get((cond["type"], cond["status"]), "Normal")
             if cond["type"] == "Degraded" and cond["status"] == "False" and not old_conditions:
                 continue  # "nothing wrong" on creation is not news
-            if cond["type"] != "Degraded" and cond["reason"] == problem:
+            if cond["type"] == "Progressing":
+                # Events say when a model turns ready, unready or degraded; a rollout's progress is in
+                # its condition (as a Deployment's is), not worth an Event (a write) at each step.
+                continue
+            if cond["type"] == "Ready" and cond["reason"] == problem:
                 continue
             await self.kube.event(
                 body, kind, cond["reason"], f"{cond['type']}={cond['status']}: {cond['message']}"
             )
-            log.info("%s/%s %s=%s (%s)", namespace, name, cond["type"], cond["status"], cond["reason"])

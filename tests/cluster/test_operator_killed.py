@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from localmodel_operator.builders import MODEL_LABEL
-from localmodel_runtime.resource import GROUP
 from tests.support.fixtures import Cluster
 from tests.support.operator_process import OperatorProcess, operator_on
 
@@ -30,7 +29,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
 
 MODELS = 50
 CHILD_KINDS = ("deployment", "service", "configmap")
-HANDLED = f"{GROUP}/last-handled-configuration"
 JsonDict = dict[str, Any]
 
 
@@ -66,12 +64,13 @@ def items(cluster: Cluster, kind: str, namespace: str) -> list[JsonDict]:
     return found
 
 
-def handled(model: JsonDict) -> bool:
-    """kopf finished the model's handler (it records what it handled) and the status is current."""
+def handled(model: JsonDict, deployed: set[str]) -> bool:
+    """The model's children are written (the Deployment is applied last of them) and its status is
+    current (a refresh ends every reconcile)."""
     meta = model["metadata"]
     status = model.get("status") or {}
     return (
-        HANDLED in (meta.get("annotations") or {})
+        meta["name"] in deployed
         and status.get("observedGeneration") == meta["generation"]
         and bool(status.get("conditions"))
     )
@@ -79,9 +78,8 @@ def handled(model: JsonDict) -> bool:
 
 def converged(cluster: Cluster, namespace: str) -> bool:
     models = items(cluster, "localmodel", namespace)
-    # The Deployment is applied last of a model's children.
-    deployments = items(cluster, "deployment", namespace)
-    return sum(map(handled, models)) == MODELS and len(deployments) >= MODELS
+    deployed = {d["metadata"]["name"] for d in items(cluster, "deployment", namespace)}
+    return sum(handled(model, deployed) for model in models) == MODELS
 
 
 def test_the_operator_killed_mid_reconcile_converges_without_duplicates(

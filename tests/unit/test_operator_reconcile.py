@@ -75,6 +75,9 @@ class FakeKube:
         """The model's Deployment as the server has it."""
         self.reads: list[str] = []
         """The Deployment GETs and pod listings, in order."""
+        self.localmodel_reads = 0
+        self.version = 1
+        """The LocalModel's resourceVersion, which every status patch moves on."""
 
     async def list_name_claimants(self, namespace: str | None, name: str) -> list[dict[str, Any]]:
         return [self.body, *self.localmodels]
@@ -90,6 +93,7 @@ class FakeKube:
         return manifest
 
     async def get_localmodel(self, namespace: str, name: str) -> dict[str, Any]:
+        self.localmodel_reads += 1
         return self.body
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -100,9 +104,12 @@ class FakeKube:
         self.reads.append("pods")
         return []
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.statuses.append(status)
-        self.body = {**self.body, "status": status}
+        self.version += 1
+        meta = {**self.body["metadata"], "resourceVersion": str(self.version)}
+        self.body = {**self.body, "metadata": meta, "status": status}
+        return self.body
 
     async def event(self, owner: dict[str, Any], kind: str, reason: str, message: str) -> None:
         self.events.append((kind, reason))
@@ -320,3 +327,37 @@ async def test_a_deployment_event_is_read_from_the_event_and_once() -> None:
     assert kube.reads == []
     await r.deployment_changed("ns", "m", None)  # deleted: asked for again
     assert kube.reads[0] == "deployment"
+
+
+async def test_a_refresh_starts_from_the_newest_localmodel_known_not_a_read() -> None:
+    kube = FakeKube(body(llama()))
+    r = reconciler(kube)
+    kube.deployment = deployment("7", 1, 0)
+    await r.reconcile(kube.body)  # the body kopf handed over stands for the LocalModel
+    assert kube.localmodel_reads == 0 and len(kube.statuses) == 1
+    stale = kube.body
+    await r.deployment_changed("ns", "m", deployment("8", 1, 1))
+    assert kube.localmodel_reads == 0 and kube.statuses[-1]["readyReplicas"] == 1
+    # A watch event older than the status patch's answer does not replace it: the status written
+    # last is what the next refresh compares with, so an unchanged Deployment writes nothing.
+    r.observed({**stale, "metadata": {**stale["metadata"], "resourceVersion": "1"}})
+    writes = len(kube.statuses)
+    await r.deployment_changed("ns", "m", deployment("9", 1, 1))
+    assert len(kube.statuses) == writes and kube.localmodel_reads == 0
+    # Deleted: forgotten, so the next refresh asks the API server (and finds it gone or back).
+    await r.released(kube.body)
+    await r.deployment_changed("ns", "m", deployment("10", 1, 1))
+    assert kube.localmodel_reads == 1
+
+
+async def test_events_tell_ready_and_degraded_changes_not_each_rollout_step() -> None:
+    kube = FakeKube(body(llama()))
+    r = reconciler(kube)
+    await r.reconcile(kube.body)  # applied: the Deployment has no status yet (Progressing=True)
+    assert kube.events == [("Normal", "Starting")]
+    rolled_out = deployment("8", 1, 1)
+    rolled_out["status"] |= {"updatedReplicas": 1, "replicas": 1, "observedGeneration": 1}
+    await r.deployment_changed("ns", "m", rolled_out)
+    assert kube.events == [("Normal", "Starting"), ("Normal", "Available")]
+    conditions = {c["type"]: c["status"] for c in kube.statuses[-1]["conditions"]}
+    assert conditions["Progressing"] == "False"  # the condition still says where a rollout is
