@@ -27,6 +27,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -116,9 +117,38 @@ def operator_size(size: int, tmp: Path) -> dict[str, Any]:
         client = Client(KubeConfig.from_file(cp.kubeconfig), field_manager="scale-bench")
         create_namespace(client, ns)
         try:
-            return operator_run(client, kubeconfig, ns, size, tmp)
+            before = api_requests(cp)
+            result = operator_run(client, kubeconfig, ns, size, tmp)
+            result["api_requests_per_model"] = per_model(api_requests(cp), before, size)
+            return result
         finally:
             client.close()
+
+
+REQUEST_TOTAL = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def api_requests(cp: ControlPlane) -> dict[str, float]:
+    """The API server's request counts by "VERB resource[/subresource]" (every client: the operator,
+    the controllers reacting to its children, this bench's creates and polls)."""
+    counts: dict[str, float] = {}
+    for line in cp.kubectl("get", "--raw", "/metrics", timeout=120).stdout.splitlines():
+        found = REQUEST_TOTAL.match(line)
+        if not found:
+            continue
+        labels = dict(LABEL.findall(found.group(1)))
+        what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        key = f"{labels.get('verb', '?')} {what}"
+        counts[key] = counts.get(key, 0.0) + float(found.group(2))
+    return counts
+
+
+def per_model(after: dict[str, float], before: dict[str, float], size: int) -> dict[str, float]:
+    """Requests per LocalModel during the run, by kind of request (those of at least 0.1 a model)."""
+    rows = {k: (v - before.get(k, 0.0)) / size for k, v in after.items()}
+    kept = {k: round(v, 2) for k, v in sorted(rows.items(), key=lambda kv: -kv[1]) if v >= 0.1}
+    return {"total": round(sum(v for v in rows.values() if v > 0), 2), **kept}
 
 
 def operator_run(client: Client, kubeconfig: Path, ns: str, size: int, tmp: Path) -> dict[str, Any]:
@@ -207,6 +237,19 @@ def latencies(host: str, port: int, model: str, count: int) -> list[float]:
     return out
 
 
+def settle(pids: list[int], window: float = 2.0, busy: float = 0.1, timeout: float = 120.0) -> float:
+    """Wait until these processes together use under `busy` of a core over `window` seconds (the API
+    server, etcd and the router still digesting the objects just created would otherwise be measured
+    too); the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(window)
+        if sum(cpu_seconds(pid) for pid in pids) - before < busy * window:
+            break
+    return round(time.monotonic() - start, 1)
+
+
 def added_latency(
     host: str, direct: int, router: int, model: str, blocks: int, per_block: int
 ) -> dict[str, float]:
@@ -257,6 +300,7 @@ def router_curve(cp: ControlPlane, client: Client, sizes: list[int], tmp: Path, 
             rss_synced = rss_kib(router.pid)
             per_block = max(1, requests // 5)
             row: dict[str, Any] = {"models": size, "endpoints_per_model": ENDPOINTS}
+            row["settled_after_s"] = settle([router.pid, *cp.pids.values()])
             row["load_avg_before"] = load()
             row.update(added_latency(host, upstream_ports[0], router_port, f"r-{size - 1}", 5, per_block))
             row |= {
