@@ -48,8 +48,10 @@ def extra_buffers(lib: Any, config: ModelConfig) -> bool:
     """Whether llama.cpp may use its extra CPU weight layouts (AMX tiles, repacked quants).
 
     ggml's AMX int8 kernels crashed (SIGSEGV in ggml_backend_amx_mul_mat) on Gemma 3 Q4_K_M on the
-    AMX machines we test on, so CPUs with AMX default to off; `options: ["extra_buffers:true"]`
-    turns them back on, `extra_buffers:false` turns them off everywhere.
+    AMX machines we test on, so a build that compiled them (a native build on an AMX CPU) defaults to
+    off. The portable build `make setup` and the images use compiles none, so it keeps repacking on
+    every CPU. `options: ["extra_buffers:true"]` turns them back on, `extra_buffers:false` turns them
+    off everywhere.
     """
     value = config.option_values.get("extra_buffers")
     if value is not None:
