@@ -62,6 +62,11 @@ def newer(obj: dict[str, Any], than: dict[str, Any]) -> bool:
     return True
 
 
+def _key(body: dict[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
 @dataclass
 class Evaluation:
     """What the spec says, before looking at the cluster."""
@@ -178,8 +183,7 @@ class Reconciler:
 
     def observed(self, body: dict[str, Any]) -> None:
         """A LocalModel as a watch event carried it or a write answered: kept when it is the newest."""
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        key = _key(body)
         held = self._models.get(key)
         if held is None or newer(body, held):
             self._models[key] = body
@@ -266,8 +270,7 @@ class Reconciler:
     async def released(self, body: dict[str, Any]) -> None:
         """A LocalModel was deleted: the models that waited for its API name are reconciled now (one of
         them takes the name over) rather than at their next retry."""
-        meta = body.get("metadata") or {}
-        self._models.pop((meta.get("namespace", ""), meta.get("name", "")), None)
+        self._forget(*_key(body))
         for namespace, name in sorted(self._waiting.pop(api_name(body), set())):
             try:
                 await self.reconcile(await self.kube.get_localmodel(namespace, name))
